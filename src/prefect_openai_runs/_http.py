@@ -1,0 +1,212 @@
+"""The wire: what a request is, the headers every request carries, and how a response becomes a
+model or one of our exceptions. Shared by the sync and the async client."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from prefect_openai_runs import __version__
+from prefect_openai_runs._secrets import mask_secrets
+from prefect_openai_runs.exceptions import (
+    ActiveRunExistsError,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RetryAfterTooLongError,
+    RunNotCancellableError,
+    UnprocessableEntityError,
+)
+from prefect_openai_runs.models import ErrorBody
+
+USER_AGENT = f"prefect-openai-runs/{__version__}"
+BETA_HEADER = {"OpenAI-Beta": "assistants=v2"}
+POLL_HINT_HEADER = "openai-poll-after-ms"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request to make: method, path below the base URL, query and JSON body.
+
+    Attributes:
+        recover: For a request that is not idempotent on the wire (creating a run): an operation that
+            finds what an ambiguous failure may have applied, run before the request is sent again.
+            It returns the response to use instead, or ``None`` to send again.
+        stream: Whether the response is a server-sent event stream.
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    stream: bool = False
+    recover: Callable[[], Any] | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        """``METHOD /path`` for messages."""
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful response's decoded JSON body, with the headers callers care about."""
+
+    body: Any
+    request_id: str | None = None
+    poll_after_ms: int | None = None
+
+
+def build_headers(
+    *,
+    api_key: str,
+    organization: str | None,
+    project: str | None,
+    extra: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """The headers every request carries: auth, beta, organization/project, user agent, extras.
+
+    A user's ``extra`` headers come last, so an Assistants-compatible server that wants an
+    ``api-key`` header (Azure style) gets it.
+    """
+    headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, **BETA_HEADER}
+    if organization:
+        headers["OpenAI-Organization"] = organization
+    if project:
+        headers["OpenAI-Project"] = project
+    headers.update(extra or {})
+    return headers
+
+
+def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Seconds the server asked to wait: ``retry-after-ms``, else ``retry-after`` (seconds or HTTP date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(raw) if _looks_like_date(raw) else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+
+
+def _looks_like_date(raw: str) -> bool:
+    try:
+        email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _should_retry(headers: httpx.Headers) -> bool | None:
+    value: str | None = headers.get("x-should-retry")
+    if value is None:
+        return None
+    return value.strip().lower() == "true"
+
+
+_ERRORS_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def _error_class(status: int, message: str) -> type[APIError]:
+    if status == 400 and "already has an active run" in message:
+        return ActiveRunExistsError
+    if status == 400 and message.startswith("Cannot cancel run with status"):
+        return RunNotCancellableError
+    if status >= 500:
+        return InternalServerError
+    return _ERRORS_BY_STATUS.get(status, APIError)
+
+
+def error_from_response(
+    response: httpx.Response, *, secrets: list[str], max_retry_after: float, body_text: str | None = None
+) -> APIError:
+    """Build the exception for an error response, with the API's own message (masked of secrets).
+
+    Args:
+        response: The error response.
+        secrets: Values that must never appear in the message.
+        max_retry_after: The policy's cap; a longer ``retry-after`` gives a
+            :class:`RetryAfterTooLongError`.
+        body_text: The body, when the response was streamed and read separately.
+    """
+    text = response.text if body_text is None else body_text
+    detail: dict[str, Any] = {}
+    try:
+        detail = ErrorBody.model_validate_json(text).error.model_dump()
+    except ValueError:
+        snippet = " ".join(text.split())[:200]
+        detail = {"message": f"{response.reason_phrase or 'error'}: {snippet}" if snippet else "no body"}
+    message = mask_secrets(str(detail.get("message") or ""), secrets)
+    retry_after = parse_retry_after(response.headers)
+    kwargs: dict[str, Any] = {
+        "status_code": response.status_code,
+        "type": detail.get("type"),
+        "code": detail.get("code"),
+        "param": detail.get("param"),
+        "request_id": response.headers.get("x-request-id"),
+        "retry_after": retry_after,
+        "should_retry": _should_retry(response.headers),
+    }
+    if retry_after is not None and retry_after > max_retry_after:
+        return RetryAfterTooLongError(
+            f"{message} The server asked to wait {retry_after:.0f}s, longer than the retry policy's "
+            f"max_retry_after of {max_retry_after:.0f}s; not retrying. Raise RetryPolicy.max_retry_after "
+            "or run the flow later.",
+            **{**kwargs, "should_retry": False},
+        )
+    return _error_class(response.status_code, message)(message, **kwargs)
+
+
+def reply_from_response(response: httpx.Response) -> Reply:
+    """Decode a successful JSON response, or raise :class:`InvalidResponseError` saying what came instead."""
+    request_id = response.headers.get("x-request-id")
+    try:
+        body = json.loads(response.content)
+    except ValueError as exc:
+        kind = response.headers.get("content-type", "unknown content type")
+        raise InvalidResponseError(
+            f"expected JSON from {response.request.method} {response.request.url.path}, got {kind} "
+            f"({len(response.content)} bytes) that does not parse: {exc}. Is base_url the API's /v1 URL?",
+            status_code=response.status_code,
+            request_id=request_id,
+        ) from exc
+    hint = response.headers.get(POLL_HINT_HEADER)
+    return Reply(body=body, request_id=request_id, poll_after_ms=int(hint) if hint and hint.isdigit() else None)
+
+
+def transport_error(exc: httpx.HTTPError, call: Call, secrets: list[str]) -> APIConnectionError:
+    """Map an httpx transport error to ours, noting whether the request may have reached the server."""
+    text = mask_secrets(f"{call.describe()}: {type(exc).__name__}: {exc}", secrets)
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(text, request_sent=not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)))
+    return APIConnectionError(text, request_sent=not isinstance(exc, httpx.ConnectError))

@@ -1,0 +1,217 @@
+"""Every request of the runs API, written once, without I/O.
+
+Each operation is a generator: it yields the :class:`~prefect_openai_runs._http.Call` to make,
+receives the :class:`~prefect_openai_runs._http.Reply` (or has the request's exception thrown into
+it), and returns the parsed result. :class:`~prefect_openai_runs.client.RunsClient` and
+:class:`~prefect_openai_runs.client.AsyncRunsClient` only drive these generators, so the logic of a
+request, of its parsing and of the recovery of an ambiguous create exists in one place.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from prefect_openai_runs._http import Call, Reply
+from prefect_openai_runs.exceptions import ActiveRunExistsError
+from prefect_openai_runs.models import (
+    CreateMessageParams,
+    CreateRunParams,
+    CreateThreadParams,
+    ListPage,
+    Message,
+    ModifyRunParams,
+    Run,
+    SubmitToolOutputsParams,
+    Thread,
+)
+from prefect_openai_runs.models.requests import METADATA_MAX_KEYS
+
+T = TypeVar("T")
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Operation = Generator[Call, Reply, T]
+"""A sans-IO operation returning ``T``."""
+
+IDEMPOTENCY_METADATA_KEY = "prefect_openai_runs_idempotency_key"
+"""The metadata key that tags every run this library creates with a unique idempotency key.
+
+After an ambiguous failure (timeout, dropped connection, 5xx) the client looks for a run carrying the
+same key on the thread before it sends the create again, so a retried create never leaves two runs.
+It takes one of the 16 metadata keys a run may have.
+"""
+
+RECOVERY_WINDOW = 20
+"""How many of the thread's newest runs are searched for the idempotency key."""
+
+
+def new_idempotency_key() -> str:
+    """A fresh idempotency key (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def with_idempotency_key(params: CreateRunParams, key: str) -> CreateRunParams:
+    """A copy of ``params`` whose metadata carries ``key``; fails clearly if metadata is already full."""
+    metadata = dict(params.metadata or {})
+    if IDEMPOTENCY_METADATA_KEY not in metadata and len(metadata) >= METADATA_MAX_KEYS:
+        raise ValueError(
+            f"metadata: at most {METADATA_MAX_KEYS - 1} keys may be given, got {len(metadata)}; the library "
+            f"adds {IDEMPOTENCY_METADATA_KEY!r} to make creating a run safe to retry"
+        )
+    metadata[IDEMPOTENCY_METADATA_KEY] = key
+    return params.model_copy(update={"metadata": metadata})
+
+
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def check_id(name: str, value: object) -> str:
+    """Check an object id before it goes into a URL: a non-empty string of letters, digits, ``_`` and ``-``.
+
+    Raises:
+        ValueError: Naming the parameter and what was wrong with it.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty id such as 'thread_abc123', got {value!r}")
+    if not _ID_PATTERN.match(value):
+        raise ValueError(
+            f"{name} {value!r} is not a valid id: use only letters, digits, '_' and '-' (e.g. 'run_abc123')"
+        )
+    return value
+
+
+def _runs_path(thread_id: str) -> str:
+    return f"/threads/{check_id('thread_id', thread_id)}/runs"
+
+
+def _run_path(thread_id: str, run_id: str) -> str:
+    return f"{_runs_path(thread_id)}/{check_id('run_id', run_id)}"
+
+
+def create_thread(params: CreateThreadParams) -> Operation[Thread]:
+    """``POST /threads``."""
+    reply = yield Call("POST", "/threads", json=params.model_dump(mode="json", exclude_none=True))
+    return Thread.model_validate(reply.body)
+
+
+def add_message(thread_id: str, params: CreateMessageParams) -> Operation[Message]:
+    """``POST /threads/{thread_id}/messages``."""
+    body = params.model_dump(mode="json", exclude_none=True)
+    reply = yield Call("POST", messages_path(thread_id), json=body)
+    return Message.model_validate(reply.body)
+
+
+def get_run(thread_id: str, run_id: str) -> Operation[Run]:
+    """``GET /threads/{thread_id}/runs/{run_id}``."""
+    reply = yield Call("GET", _run_path(thread_id, run_id))
+    return Run.model_validate(reply.body)
+
+
+def poll_run(thread_id: str, run_id: str) -> Operation[tuple[Run, int | None]]:
+    """Get the run with the server's polling hint (``openai-poll-after-ms``), if it sent one."""
+    reply = yield Call("GET", _run_path(thread_id, run_id))
+    return Run.model_validate(reply.body), reply.poll_after_ms
+
+
+def list_page(path: str, params: dict[str, Any], model: type[ModelT]) -> Operation[ListPage[ModelT]]:
+    """One page of a list endpoint."""
+    reply = yield Call("GET", path, params=params)
+    return ListPage[model].model_validate(reply.body)  # type: ignore[valid-type]
+
+
+def next_page_params(params: dict[str, Any], page: ListPage[Any]) -> dict[str, Any] | None:
+    """The query of the page after ``page``, or ``None`` when it was the last."""
+    if not page.has_more or not page.last_id:
+        return None
+    return {**params, "after": page.last_id}
+
+
+def list_params(limit: int, order: str, **filters: str | None) -> dict[str, Any]:
+    """The query of a list endpoint, checked: ``limit`` 1..100, ``order`` asc or desc."""
+    if not 1 <= limit <= 100:
+        raise ValueError(f"limit must be between 1 and 100, got {limit}")
+    if order not in {"asc", "desc"}:
+        raise ValueError(f"order must be 'asc' or 'desc', got {order!r}")
+    return {"limit": limit, "order": order, **{k: v for k, v in filters.items() if v is not None}}
+
+
+def find_run_by_key(thread_id: str, key: str) -> Operation[Reply | None]:
+    """Find the run created with idempotency ``key`` among the thread's newest runs."""
+    reply = yield Call("GET", _runs_path(thread_id), params={"limit": RECOVERY_WINDOW, "order": "desc"})
+    for item in reply.body.get("data", []):
+        if (item.get("metadata") or {}).get(IDEMPOTENCY_METADATA_KEY) == key:
+            return Reply(body=item, request_id=reply.request_id)
+    return None
+
+
+def create_run(thread_id: str, params: CreateRunParams, key: str) -> Operation[Run]:
+    """``POST /threads/{thread_id}/runs``, safe to retry.
+
+    The run is tagged with ``key``. Before a retry that follows an ambiguous failure, the driver runs
+    :func:`find_run_by_key` and uses the run it finds instead of creating another. A 400 *already has
+    an active run* that names our own run (the first attempt did create it) returns that run.
+    """
+    body = with_idempotency_key(params, key).to_body()
+    body.pop("stream", None)
+    call = Call("POST", _runs_path(thread_id), json=body, recover=lambda: find_run_by_key(thread_id, key))
+    try:
+        reply = yield call
+    except ActiveRunExistsError as exc:
+        if exc.active_run_id is None:
+            raise
+        active = yield from get_run(thread_id, exc.active_run_id)
+        if (active.metadata or {}).get(IDEMPOTENCY_METADATA_KEY) != key:
+            raise
+        return active
+    return Run.model_validate(reply.body)
+
+
+def stream_run_call(thread_id: str, params: CreateRunParams, key: str) -> Call:
+    """The streaming ``POST /threads/{thread_id}/runs`` request (``stream: true``), tagged with ``key``."""
+    body = with_idempotency_key(params, key).to_body()
+    body["stream"] = True
+    return Call("POST", _runs_path(thread_id), json=body, stream=True)
+
+
+def modify_run(thread_id: str, run_id: str, params: ModifyRunParams) -> Operation[Run]:
+    """``POST /threads/{thread_id}/runs/{run_id}``: change the run's metadata."""
+    reply = yield Call("POST", _run_path(thread_id, run_id), json=params.to_body())
+    return Run.model_validate(reply.body)
+
+
+def cancel_run(thread_id: str, run_id: str) -> Operation[Run]:
+    """``POST /threads/{thread_id}/runs/{run_id}/cancel``."""
+    reply = yield Call("POST", f"{_run_path(thread_id, run_id)}/cancel")
+    return Run.model_validate(reply.body)
+
+
+def submit_tool_outputs(thread_id: str, run_id: str, params: SubmitToolOutputsParams) -> Operation[Run]:
+    """``POST /threads/{thread_id}/runs/{run_id}/submit_tool_outputs``."""
+    body = params.to_body()
+    body.pop("stream", None)
+    reply = yield Call("POST", f"{_run_path(thread_id, run_id)}/submit_tool_outputs", json=body)
+    return Run.model_validate(reply.body)
+
+
+def stream_tool_outputs_call(thread_id: str, run_id: str, params: SubmitToolOutputsParams) -> Call:
+    """The streaming submit tool outputs request."""
+    body = {**params.to_body(), "stream": True}
+    return Call("POST", f"{_run_path(thread_id, run_id)}/submit_tool_outputs", json=body, stream=True)
+
+
+def runs_path(thread_id: str) -> str:
+    """The path listing a thread's runs."""
+    return _runs_path(thread_id)
+
+
+def steps_path(thread_id: str, run_id: str) -> str:
+    """The path listing a run's steps."""
+    return f"{_run_path(thread_id, run_id)}/steps"
+
+
+def messages_path(thread_id: str) -> str:
+    """The path listing a thread's messages."""
+    return f"/threads/{check_id('thread_id', thread_id)}/messages"

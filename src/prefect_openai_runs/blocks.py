@@ -1,0 +1,125 @@
+"""The credentials block: API key, organization, project, base URL, headers, timeouts and retries."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prefect.blocks.abstract import CredentialsBlock
+from prefect.blocks.fields import SecretDict
+from pydantic import Field, HttpUrl, SecretStr
+
+from prefect_openai_runs.client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, AsyncRunsClient, RunsClient
+from prefect_openai_runs.retry import RetryPolicy
+
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+class OpenAICredentials(CredentialsBlock):
+    """Credentials and connection settings for an OpenAI runs API (OpenAI, or an Assistants-compatible server).
+
+    The API key is a secret: Prefect stores it encrypted and shows it masked; it is readable only
+    through ``api_key.get_secret_value()``. When it is not set, ``OPENAI_API_KEY`` is used.
+
+    Attributes:
+        api_key: The API key.
+        organization: Organization id, sent as ``OpenAI-Organization``.
+        project: Project id, sent as ``OpenAI-Project``.
+        base_url: The API's base URL, ending in ``/v1``.
+        default_headers: Extra headers on every request (Azure-style servers want ``api-key``).
+        default_query: Extra query parameters on every request (Azure-style servers want ``api-version``).
+        timeout: Seconds before one request times out.
+        max_retries: Retries of a failed request (429, 5xx, timeouts, dropped connections).
+        retry_deadline: Seconds after which no retry of one request starts.
+
+    Example:
+        ```python
+        from prefect_openai_runs import OpenAICredentials
+
+        OpenAICredentials(api_key="sk-...", project="proj_abc").save("openai")
+        client = OpenAICredentials.load("openai").get_client()
+        ```
+    """
+
+    _block_type_name = "OpenAI Runs Credentials"
+    _block_type_slug = "openai-runs-credentials"
+    _logo_url = HttpUrl(
+        "https://cdn.sanity.io/images/3ugk85nk/production/760539393a7dbf93a143fb01c2a8d5c5f1d5e3a6-250x250.png"
+    )
+    _description = "Credentials and connection settings for the OpenAI Assistants runs API."
+    _documentation_url = HttpUrl("https://github.com/prefect-openai-runs/prefect-openai-runs/blob/main/docs/index.md")
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        title="API key",
+        description="The OpenAI API key. When not set, the OPENAI_API_KEY environment variable is used.",
+    )
+    organization: str | None = Field(
+        default=None, description="Organization id, sent as the OpenAI-Organization header."
+    )
+    project: str | None = Field(default=None, description="Project id, sent as the OpenAI-Project header.")
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        title="Base URL",
+        description="The API's base URL, ending in /v1 (an Assistants-compatible server, or the emulator).",
+    )
+    default_headers: SecretDict = Field(
+        default_factory=lambda: SecretDict({}),
+        description=(
+            "Extra headers sent with every request, e.g. {'api-key': ...} for Azure-style servers. "
+            "Stored as a secret, since such headers often carry a key."
+        ),
+    )
+    default_query: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra query parameters sent with every request, e.g. {'api-version': '2024-05-01-preview'}.",
+    )
+    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, description="Seconds before one request times out.")
+    max_retries: int = Field(
+        default=5, ge=0, description="Retries of a failed request (429, 5xx, timeouts, dropped connections)."
+    )
+    retry_deadline: float = Field(
+        default=120.0, gt=0, description="Seconds after the first attempt after which no retry starts."
+    )
+
+    def resolved_api_key(self) -> SecretStr:
+        """The API key, from the block or ``OPENAI_API_KEY``.
+
+        Raises:
+            ValueError: When neither is set, saying how to fix it.
+        """
+        if self.api_key is not None and self.api_key.get_secret_value():
+            return self.api_key
+        from_env = os.environ.get(API_KEY_ENV)
+        if from_env:
+            return SecretStr(from_env)
+        raise ValueError(
+            f"no OpenAI API key: set api_key on the {type(self).__name__} block or the {API_KEY_ENV} "
+            "environment variable"
+        )
+
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy these settings describe."""
+        return RetryPolicy(max_attempts=self.max_retries + 1, deadline_seconds=self.retry_deadline)
+
+    def _client_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "api_key": self.resolved_api_key(),
+            "base_url": self.base_url,
+            "organization": self.organization,
+            "project": self.project,
+            "default_headers": dict(self.default_headers.get_secret_value()),
+            "default_query": self.default_query,
+            "timeout": self.timeout,
+            "retry_policy": self.retry_policy(),
+        }
+        options.update(overrides)
+        return options
+
+    def get_client(self, **overrides: Any) -> RunsClient:
+        """A synchronous client with these settings (keyword arguments override them)."""
+        return RunsClient(**self._client_options(overrides))
+
+    def get_async_client(self, **overrides: Any) -> AsyncRunsClient:
+        """An asynchronous client with these settings (keyword arguments override them)."""
+        return AsyncRunsClient(**self._client_options(overrides))

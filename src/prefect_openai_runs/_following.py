@@ -1,0 +1,272 @@
+"""Following a run to its end, and cancelling it: one state machine, a sync and an async driver.
+
+:class:`RunFollower` holds the logic without I/O: the deadline, the status timeline, the polling
+schedule and when to stop. The drivers (:func:`follow_sync`, :func:`follow_async`) only fetch: they
+read the run's event stream when one is given (learning the end within milliseconds with one
+request), and otherwise, or once the stream breaks, poll from the last known status.
+
+The polling schedule, when the server sends no ``openai-poll-after-ms`` hint, starts at 0.25 s and
+grows by half each poll up to 2 s (0.25, 0.375, 0.56, 0.84, 1.27, 1.9, 2, 2, ...): short runs are seen
+quickly, long ones cost one request every 2 s. No sleep ever ends past the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+from prefect_openai_runs.client import AsyncRunsClient, RunsClient
+from prefect_openai_runs.exceptions import (
+    APIConnectionError,
+    InvalidResponseError,
+    RunNotCancellableError,
+    RunTimedOut,
+    StreamError,
+)
+from prefect_openai_runs.models import Run, RunStatus, StreamEvent
+
+FALLBACK_ERRORS = (StreamError, APIConnectionError, InvalidResponseError)
+"""Stream failures after which following goes on by polling."""
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Waits between polls when the server gives no hint: ``initial * factor**n``, capped at ``cap``.
+
+    Attributes:
+        initial: The first wait, in seconds.
+        factor: How much each wait grows.
+        cap: The longest wait, in seconds.
+    """
+
+    initial: float = 0.25
+    factor: float = 1.5
+    cap: float = 2.0
+
+    def delay(self, polls_done: int, hint_ms: int | None = None) -> float:
+        """The wait before the next poll: the server's hint when given, else the schedule."""
+        if hint_ms is not None:
+            return max(0.0, hint_ms / 1000.0)
+        return float(min(self.cap, self.initial * self.factor ** max(0, polls_done - 1)))
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One entry of a run's timeline: the status and when it was first seen.
+
+    Attributes:
+        status: The new status.
+        at: Wall-clock time (``time.time()``) it was seen.
+        elapsed: Seconds since following started.
+    """
+
+    status: RunStatus
+    at: float
+    elapsed: float
+
+
+StatusCallback = Callable[[StatusChange, Run], None]
+
+
+@dataclass
+class RunFollower:
+    """What is known about a followed run, and what to do next; no I/O.
+
+    Attributes:
+        thread_id: The run's thread.
+        run_id: The run.
+        max_wait_seconds: The deadline, counted from creation of the follower.
+        schedule: Polling waits when the server gives no hint.
+        on_change: Called once per status change, with the change and the run.
+    """
+
+    thread_id: str
+    run_id: str
+    max_wait_seconds: float
+    schedule: PollSchedule = field(default_factory=PollSchedule)
+    on_change: StatusCallback | None = None
+    run: Run | None = None
+    timeline: list[StatusChange] = field(default_factory=list)
+    polls: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if not self.max_wait_seconds > 0:
+            raise ValueError(f"max_wait_seconds must be positive, got {self.max_wait_seconds}")
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since following started."""
+        return time.monotonic() - self.started
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left before the deadline (0 once it passed)."""
+        return max(0.0, self.max_wait_seconds - self.elapsed)
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether the deadline passed."""
+        return self.remaining <= 0
+
+    @property
+    def settled(self) -> bool:
+        """Whether following can stop: the run is terminal or waits for tool outputs."""
+        return self.run is not None and (self.run.status.is_terminal or self.run.status.needs_action)
+
+    def observe(self, run: Run) -> bool:
+        """Take a new state of the run; record and report a status change. Returns whether it changed."""
+        changed = self.run is None or self.run.status != run.status
+        self.run = run
+        if changed:
+            change = StatusChange(status=run.status, at=time.time(), elapsed=self.elapsed)
+            self.timeline.append(change)
+            if self.on_change is not None:
+                self.on_change(change, run)
+        return changed
+
+    def observe_event(self, event: StreamEvent) -> None:
+        """Take a stream event; only run events carry a status."""
+        if event.run is not None and event.run.id == self.run_id:
+            self.observe(event.run)
+
+    def next_delay(self, hint_ms: int | None) -> float:
+        """The wait before the next poll, never past the deadline."""
+        self.polls += 1
+        return min(self.schedule.delay(self.polls, hint_ms), self.remaining)
+
+    def timeout_error(self) -> RunTimedOut:
+        """The error for a passed deadline, carrying the last run seen."""
+        assert self.run is not None, "a run is always observed before the deadline error"
+        return RunTimedOut(
+            self.run, f"still {self.run.status} after the {self.max_wait_seconds:g}s deadline (max_wait_seconds)"
+        )
+
+
+def follow_sync(client: RunsClient, follower: RunFollower, events: Iterator[StreamEvent] | None = None) -> Run:
+    """Follow a run until it is terminal or needs action, by its stream then by polling.
+
+    Raises:
+        RunTimedOut: The deadline passed first (the run is *not* cancelled here).
+    """
+    if events is not None:
+        try:
+            for event in events:
+                follower.observe_event(event)
+                if follower.settled or follower.timed_out:
+                    break
+        except FALLBACK_ERRORS:
+            pass
+    while True:
+        if follower.settled:
+            assert follower.run is not None
+            return follower.run
+        run, hint = client.poll_run(follower.thread_id, follower.run_id)
+        follower.observe(run)
+        if follower.settled:
+            return run
+        if follower.timed_out:
+            raise follower.timeout_error()
+        time.sleep(follower.next_delay(hint))
+
+
+async def follow_async(
+    client: AsyncRunsClient, follower: RunFollower, events: AsyncIterator[StreamEvent] | None = None
+) -> Run:
+    """The async twin of :func:`follow_sync`; the stream is read no longer than the deadline allows."""
+    if events is not None:
+        try:
+            await asyncio.wait_for(_read_events(follower, events), timeout=follower.remaining)
+        except (*FALLBACK_ERRORS, asyncio.TimeoutError):
+            pass
+    while True:
+        if follower.settled:
+            assert follower.run is not None
+            return follower.run
+        run, hint = await client.poll_run(follower.thread_id, follower.run_id)
+        follower.observe(run)
+        if follower.settled:
+            return run
+        if follower.timed_out:
+            raise follower.timeout_error()
+        await asyncio.sleep(follower.next_delay(hint))
+
+
+async def _read_events(follower: RunFollower, events: AsyncIterator[StreamEvent]) -> None:
+    async for event in events:
+        follower.observe_event(event)
+        if follower.settled:
+            return
+
+
+class CancelOutcome(str, Enum):
+    """How a cancel ended."""
+
+    CANCELLED = "cancelled"
+    """The run was active and is now ``cancelled``."""
+    ALREADY_ENDED = "already_ended"
+    """The run was already terminal; nothing was changed."""
+    NOT_HONOURED = "not_honoured"
+    """The server accepted the cancel but the run ended otherwise (e.g. ``completed``)."""
+    STILL_CANCELLING = "still_cancelling"
+    """The run was still ``cancelling`` when the wait for it ended."""
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What cancelling a run did: the outcome and the run's last state."""
+
+    outcome: CancelOutcome
+    run: Run
+
+
+def _cancel_outcome(requested: bool, run: Run) -> CancelResult:
+    if not run.status.is_terminal:
+        return CancelResult(CancelOutcome.STILL_CANCELLING, run)
+    if not requested:
+        return CancelResult(CancelOutcome.ALREADY_ENDED, run)
+    if run.status is RunStatus.CANCELLED:
+        return CancelResult(CancelOutcome.CANCELLED, run)
+    return CancelResult(CancelOutcome.NOT_HONOURED, run)
+
+
+def _requested_cancel(exc: RunNotCancellableError) -> bool:
+    """A 400 on a run already ``cancelling`` means a cancel is in flight (ours or another's)."""
+    return exc.run_status == RunStatus.CANCELLING.value
+
+
+def cancel_sync(client: RunsClient, thread_id: str, run_id: str, wait_seconds: float) -> CancelResult:
+    """Cancel a run (safe in every state) and wait, at most ``wait_seconds``, until it is terminal."""
+    requested = True
+    try:
+        run = client.cancel_run(thread_id, run_id)
+    except RunNotCancellableError as exc:
+        requested = _requested_cancel(exc)
+        run = client.get_run(thread_id, run_id)
+    if not run.status.is_terminal:
+        follower = RunFollower(thread_id, run_id, wait_seconds, schedule=PollSchedule(0.05, 1.5, 1.0), run=run)
+        try:
+            run = follow_sync(client, follower)
+        except RunTimedOut as exc:
+            run = exc.run
+    return _cancel_outcome(requested, run)
+
+
+async def cancel_async(client: AsyncRunsClient, thread_id: str, run_id: str, wait_seconds: float) -> CancelResult:
+    """The async twin of :func:`cancel_sync`."""
+    requested = True
+    try:
+        run = await client.cancel_run(thread_id, run_id)
+    except RunNotCancellableError as exc:
+        requested = _requested_cancel(exc)
+        run = await client.get_run(thread_id, run_id)
+    if not run.status.is_terminal:
+        follower = RunFollower(thread_id, run_id, wait_seconds, schedule=PollSchedule(0.05, 1.5, 1.0), run=run)
+        try:
+            run = await follow_async(client, follower)
+        except RunTimedOut as exc:
+            run = exc.run
+    return _cancel_outcome(requested, run)

@@ -1,0 +1,239 @@
+"""What the Prefect UI shows of a run, and the record of every run a flow run created.
+
+- The **run artifact**: a markdown artifact per run, with a stable key derived from the run id, written
+  as soon as the run exists (so its ids are on the server at once) and again when it ends: status and
+  why it ended, ids and model, the status timeline, token usage, the reply, the whole Run as JSON.
+- The **registry**: those same artifacts carry the thread and run ids in their metadata, linked to the
+  flow run. Cancel hooks read them back from the server, possibly from another process.
+- **Events**: ``openai.run.<status>`` for each status change, resource ``openai.run.<run_id>``.
+- **Progress**: a progress artifact of elapsed time against the deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.events import emit_event
+
+from prefect_openai_runs._following import StatusChange
+from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs.models import Run
+
+ARTIFACT_KEY_PREFIX = "openai-run-"
+REPLY_PREVIEW_CHARS = 2000
+
+
+def artifact_key(run_id: str) -> str:
+    """The stable artifact key of a run: ``openai-run-<id in lowercase>-<6 hex of its hash>``.
+
+    Prefect keys allow lowercase letters, digits and dashes only; the hash keeps two ids that differ
+    only in case apart.
+    """
+    slug = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:6]
+    return f"{ARTIFACT_KEY_PREFIX}{slug}-{digest}"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run's address: its thread and id."""
+
+    thread_id: str
+    run_id: str
+
+
+def current_flow_run_id() -> UUID | None:
+    """The id of the flow run we are in, if any."""
+    task_ctx = TaskRunContext.get()
+    if task_ctx is not None and task_ctx.task_run.flow_run_id is not None:
+        return task_ctx.task_run.flow_run_id
+    flow_ctx = FlowRunContext.get()
+    return flow_ctx.flow_run.id if flow_ctx is not None and flow_ctx.flow_run is not None else None
+
+
+def _current_task_run_id() -> UUID | None:
+    task_ctx = TaskRunContext.get()
+    return task_ctx.task_run.id if task_ctx is not None else None
+
+
+def _stamp(at: float | int | None) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def render_markdown(run: Run, timeline: Sequence[StatusChange], reason: str, reply: str | None) -> str:
+    """The run artifact's markdown: outcome, ids, timeline, usage, reply and the Run as JSON."""
+    lines = [
+        f"# OpenAI run `{run.id}`: **{run.status}**",
+        "",
+        f"**Why it ended this way:** {reason}",
+    ]
+    if run.last_error is not None:
+        lines.append(f"**Last error:** `{run.last_error.code}`: {run.last_error.message}")
+    if run.incomplete_details is not None and run.incomplete_details.reason:
+        lines.append(f"**Incomplete because:** `{run.incomplete_details.reason}`")
+    lines += [
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Thread | `{run.thread_id}` |",
+        f"| Run | `{run.id}` |",
+        f"| Assistant | `{run.assistant_id}` |",
+        f"| Model | `{run.model or '-'}` |",
+        f"| Created | {_stamp(run.created_at)} |",
+        "",
+        "## Status timeline",
+        "",
+        "| Status | Seen at | Elapsed (s) | Time in status (s) |",
+        "|---|---|---|---|",
+    ]
+    for index, change in enumerate(timeline):
+        until = timeline[index + 1].elapsed if index + 1 < len(timeline) else None
+        held = f"{until - change.elapsed:.3f}" if until is not None else "-"
+        lines.append(f"| {change.status} | {_stamp(change.at)} | {change.elapsed:.3f} | {held} |")
+    lines += ["", "## Token usage", ""]
+    if run.usage is not None:
+        lines.append(
+            f"prompt {run.usage.prompt_tokens}, completion {run.usage.completion_tokens}, "
+            f"total **{run.usage.total_tokens}**"
+        )
+    else:
+        lines.append("not reported (the run did not end normally)")
+    if reply:
+        shown = reply if len(reply) <= REPLY_PREVIEW_CHARS else reply[:REPLY_PREVIEW_CHARS] + " [...]"
+        lines += ["", "## Reply", "", "\n".join(f"> {line}" for line in shown.splitlines() or [""])]
+    lines += ["", "## Run object", "", "```json", run.model_dump_json(indent=2), "```"]
+    return "\n".join(lines)
+
+
+def _description(run: Run, reason: str) -> str:
+    return f"OpenAI run {run.id} on thread {run.thread_id}: {run.status} ({reason})"
+
+
+def write_run_artifact(
+    run: Run,
+    timeline: Sequence[StatusChange],
+    reason: str,
+    reply: str | None = None,
+    flow_run_id: UUID | None = None,
+) -> None:
+    """Write (a new version of) the run's artifact, linked to the flow run, carrying the ids in metadata."""
+    flow_run_id = flow_run_id or current_flow_run_id()
+    artifact = ArtifactCreate(
+        key=artifact_key(run.id),
+        type="markdown",
+        description=_description(run, reason),
+        data=render_markdown(run, timeline, reason, reply),
+        metadata_={"thread_id": run.thread_id, "run_id": run.id, "status": str(run.status)},
+        flow_run_id=flow_run_id,
+        task_run_id=_current_task_run_id() if flow_run_id == current_flow_run_id() else None,
+    )
+    with get_client(sync_client=True) as client:
+        client.create_artifact(artifact=artifact)
+
+
+def record_created(run: Run, timeline: Sequence[StatusChange] = ()) -> None:
+    """Log a new run's ids at once and put them on the Prefect server, so the run is never lost."""
+    get_logger().info(
+        "Created OpenAI run %s on thread %s (assistant %s, status %s)",
+        run.id,
+        run.thread_id,
+        run.assistant_id,
+        run.status,
+    )
+    write_run_artifact(run, timeline, "created; being followed")
+
+
+def registered_runs(flow_run_id: UUID) -> list[RunRef]:
+    """Every run our tasks and flows created in a flow run, read back from the Prefect server."""
+    refs: dict[str, RunRef] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                    key=ArtifactFilterKey(like_=f"{ARTIFACT_KEY_PREFIX}%"),
+                ),
+                limit=200,
+                offset=offset,
+            )
+            for artifact in page:
+                meta = artifact.metadata_ or {}
+                if "thread_id" in meta and "run_id" in meta:
+                    refs[meta["run_id"]] = RunRef(meta["thread_id"], meta["run_id"])
+            if len(page) < 200:
+                return list(refs.values())
+            offset += 200
+
+
+def emit_status_event(change: StatusChange, run: Run) -> None:
+    """Emit ``openai.run.<status>`` about resource ``openai.run.<run_id>`` (related to the flow run)."""
+    flow_run_id = current_flow_run_id()
+    related = (
+        [{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}]
+        if flow_run_id
+        else None
+    )
+    emit_event(
+        event=f"openai.run.{change.status}",
+        resource={
+            "prefect.resource.id": f"openai.run.{run.id}",
+            "prefect.resource.name": run.id,
+            "openai.thread.id": run.thread_id,
+            "openai.assistant.id": run.assistant_id,
+        },
+        related=related,
+        payload={"elapsed_seconds": round(change.elapsed, 3), **run.summary()},
+    )
+
+
+class ProgressReporter:
+    """A Prefect progress artifact of elapsed time against the deadline, updated at most every ``every`` s."""
+
+    def __init__(self, run_id: str, max_wait_seconds: float, every: float = 1.0) -> None:
+        self._max_wait = max_wait_seconds
+        self._every = every
+        self._last = 0.0
+        self._id: UUID | None = None
+        self._description = f"Waiting for OpenAI run {run_id} (deadline {max_wait_seconds:g}s)"
+        self._flow_run_id = current_flow_run_id()
+        if self._flow_run_id is not None:
+            artifact = ArtifactCreate(
+                type="progress",
+                data=0.0,
+                description=self._description,
+                flow_run_id=self._flow_run_id,
+                task_run_id=_current_task_run_id(),
+            )
+            with get_client(sync_client=True) as client:
+                self._id = client.create_artifact(artifact=artifact).id
+
+    def update(self, elapsed: float, force: bool = False) -> None:
+        """Report ``elapsed`` seconds (as a percentage of the deadline)."""
+        now = time.monotonic()
+        if self._id is None or (not force and now - self._last < self._every):
+            return
+        self._last = now
+        progress = min(100.0, 100.0 * elapsed / self._max_wait)
+        with get_client(sync_client=True) as client:
+            client.update_artifact(artifact_id=self._id, artifact=ArtifactUpdate(data=progress))
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """The run as plain JSON data (for results and event payloads)."""
+    data: dict[str, Any] = json.loads(run.model_dump_json())
+    return data

@@ -30,3 +30,6 @@ def credentials(runs_emulator):  # type: ignore[no-untyped-def]
     from prefect_openai_runs import OpenAICredentials
 
     return OpenAICredentials(api_key=runs_emulator.api_key, base_url=runs_emulator.base_url, timeout=5.0)
+
+
+from prefect.testing.fixtures import asserting_events_worker  # noqa: E402, F401

@@ -13,6 +13,8 @@ quickly, long ones cost one request every 2 s. No sleep ever ends past the deadl
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,7 +144,7 @@ class RunFollower:
         """The error for a passed deadline, carrying the last run seen."""
         assert self.run is not None, "a run is always observed before the deadline error"
         return RunTimedOut(
-            self.run, f"still {self.run.status} after the {self.max_wait_seconds:g}s deadline (max_wait_seconds)"
+            self.run, f"it was still {self.run.status} when the {self.max_wait_seconds:g}s deadline (max_wait_seconds) passed"
         )
 
 
@@ -153,13 +155,7 @@ def follow_sync(client: RunsClient, follower: RunFollower, events: Iterator[Stre
         RunTimedOut: The deadline passed first (the run is *not* cancelled here).
     """
     if events is not None:
-        try:
-            for event in events:
-                follower.observe_event(event)
-                if follower.settled or follower.timed_out:
-                    break
-        except FALLBACK_ERRORS:
-            pass
+        _read_events_sync(follower, events)
     while True:
         if follower.settled:
             assert follower.run is not None
@@ -171,6 +167,39 @@ def follow_sync(client: RunsClient, follower: RunFollower, events: Iterator[Stre
         if follower.timed_out:
             raise follower.timeout_error()
         time.sleep(follower.next_delay(hint))
+
+
+_END = object()
+QUEUE_WAIT = 0.25
+"""Longest single wait on the event queue, so that an exception Prefect injects (a flow timeout) lands soon."""
+
+
+def _pump(events: Iterator[StreamEvent], sink: queue.Queue[object]) -> None:
+    try:
+        for event in events:
+            sink.put(event)
+    except FALLBACK_ERRORS as exc:
+        sink.put(exc)
+    finally:
+        sink.put(_END)
+
+
+def _read_events_sync(follower: RunFollower, events: Iterator[StreamEvent]) -> None:
+    """Read the stream on a helper thread so that waiting for the next event never outlasts the deadline.
+
+    The helper thread ends with the stream: at the run's terminal event, or when the server closes it
+    after the cancel that follows a passed deadline.
+    """
+    sink: queue.Queue[object] = queue.Queue()
+    threading.Thread(target=_pump, args=(events, sink), name="openai-run-stream", daemon=True).start()
+    while not follower.settled and not follower.timed_out:
+        try:
+            item = sink.get(timeout=min(QUEUE_WAIT, max(follower.remaining, 0.001)))
+        except queue.Empty:
+            continue
+        if not isinstance(item, StreamEvent):
+            return
+        follower.observe_event(item)
 
 
 async def follow_async(

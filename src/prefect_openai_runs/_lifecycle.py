@@ -4,9 +4,11 @@ run (streamed or not) without ever losing it, and naming why a run was cancelled
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from typing import Any
 
+from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
 
 from prefect_openai_runs._following import CancelOutcome, CancelResult, StatusChange
@@ -99,7 +101,7 @@ def cancel_reason(exc: BaseException | None) -> str:
         return "cancelled on request"
     if isinstance(exc, RunTimedOut):
         return "deadline: max_wait_seconds passed"
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError) or (type(exc).__name__ == "CancelledError" and _flow_timeout_passed()):
         return "flow timeout: the Prefect flow's timeout_seconds fired"
     if isinstance(exc, ToolCallError):
         return f"tool call failed: {exc.reason}"
@@ -112,6 +114,22 @@ def cancel_reason(exc: BaseException | None) -> str:
     if isinstance(exc, RunOutcomeError):
         return f"run ended {exc.run.status}"
     return f"upstream failure: {type(exc).__name__}: {exc}"
+
+
+def _flow_timeout_passed() -> bool:
+    """Whether the current flow run has a ``timeout_seconds`` and has run that long.
+
+    Prefect enforces a sync flow's timeout by raising its internal ``CancelledError`` into the flow,
+    which becomes a ``TimeoutError`` only after the flow body has exited.
+    """
+    context = FlowRunContext.get()
+    if context is None or context.flow is None or context.flow.timeout_seconds is None:
+        return False
+    started = context.flow_run.start_time if context.flow_run is not None else None
+    if started is None:
+        return False
+    elapsed = (datetime.now(timezone.utc) - started).total_seconds()
+    return elapsed >= context.flow.timeout_seconds - 0.05
 
 
 def describe_cancel(result: CancelResult) -> str:

@@ -174,7 +174,7 @@ def run_assistant(
     if isinstance(failure, ToolCallError):
         raise ToolCallError(final, failure.reason, failure.function_name) from failure
     if isinstance(failure, RunTimedOut):
-        raise RunTimedOut(final, f"{failure.reason}; {reason}")
+        raise RunTimedOut(final, f"{failure.reason}, so it was cancelled ({final.status})")
     error = outcome_error(final, reason)
     if error is not None:
         raise error

@@ -1,0 +1,38 @@
+"""An emulator of the OpenAI Assistants runs API, for tests, demos and benchmarks.
+
+A real HTTP server on 127.0.0.1 (Starlette on uvicorn, in a background thread with its own event
+loop) that follows the official runs contract, error bodies included, and whose runs do what
+emulator-side *scripts* say. Faults (error statuses, hangs, dropped connections) can be injected
+and every run and request inspected::
+
+    from openai import OpenAI
+    from prefect_openai_runs.testing import RunsEmulator, RunScript
+
+    with RunsEmulator() as emu:
+        emu.add_script(RunScript(outcome="failed", error_code="rate_limit_exceeded"))
+        client = OpenAI(api_key=emu.api_key, base_url=emu.base_url)
+        run = client.beta.threads.create_and_run_poll(assistant_id=emu.default_assistant_id)
+        assert run.status == "failed"
+
+The pytest fixture ``runs_emulator`` (from :mod:`.pytest_plugin`) yields a started, freshly reset
+emulator; :func:`spawn_emulator_process` serves one from a subprocess and yields a
+:class:`RemoteEmulator` driving it over the ``/_emulator`` control surface.
+"""
+
+from ._emulator import RunsEmulator
+from ._faults import FaultRule
+from ._records import RequestRecord, RunRecord
+from ._remote import RemoteEmulator, spawn_emulator_process
+from ._scripts import CreateContext, RunScript, ToolCallSpec
+
+__all__ = [
+    "CreateContext",
+    "FaultRule",
+    "RemoteEmulator",
+    "RequestRecord",
+    "RunRecord",
+    "RunScript",
+    "RunsEmulator",
+    "ToolCallSpec",
+    "spawn_emulator_process",
+]

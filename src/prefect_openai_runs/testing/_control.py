@@ -1,0 +1,88 @@
+"""The ``/_emulator`` control surface: inspection and configuration over HTTP (loopback only, no auth).
+
+========  ==========================  ==========================================================
+GET       /_emulator/info             ``{"api_key", "default_assistant_id"}``
+GET       /_emulator/runs             every run record (``?active=true``: active runs only)
+GET       /_emulator/runs/{run_id}    one run record
+GET       /_emulator/requests         every request record
+GET       /_emulator/counters         the counters
+POST      /_emulator/scripts          ``{"script": RunScript, "assistant_id", "metadata",
+                                      "last_user_message_contains"}``
+POST      /_emulator/faults           a FaultRule
+DELETE    /_emulator/faults           disarm every fault
+POST      /_emulator/reset            forget all state but the default assistant
+========  ==========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._core import EmulatorCore
+from ._faults import FaultRule
+from ._scripts import RunScript, ScriptRule, simple_matcher
+
+
+def control_routes(core: EmulatorCore) -> list[Route]:
+    """The control surface's routes for one emulator."""
+
+    async def info(request: Request) -> Response:
+        return JSONResponse({"api_key": core.config.api_key, "default_assistant_id": core.store.default_assistant_id})
+
+    async def runs(request: Request) -> Response:
+        active = request.query_params.get("active", "").lower() in ("1", "true", "yes")
+        return JSONResponse([r.to_dict() for r in core.run_records(active_only=active)])
+
+    async def run(request: Request) -> Response:
+        try:
+            return JSONResponse(core.run_record(request.path_params["run_id"]).to_dict())
+        except KeyError:
+            return JSONResponse({"detail": "no such run"}, status_code=404)
+
+    async def requests(request: Request) -> Response:
+        return JSONResponse([r.to_dict() for r in core.log.records()])
+
+    async def counters(request: Request) -> Response:
+        return JSONResponse(core.log.counters())
+
+    async def scripts(request: Request) -> Response:
+        data: dict[str, Any] = await request.json()
+        try:
+            rule = ScriptRule(
+                script=RunScript.from_dict(data.get("script") or {}),
+                assistant_id=data.get("assistant_id"),
+                match=simple_matcher(data.get("metadata"), data.get("last_user_message_contains")),
+            )
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        core.scripts.add(rule)
+        return JSONResponse({"ok": True})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            core.faults.clear()
+            return JSONResponse({"ok": True})
+        try:
+            core.faults.add(FaultRule.from_dict(await request.json()))
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"ok": True})
+
+    async def reset(request: Request) -> Response:
+        core.reset()
+        return JSONResponse({"ok": True})
+
+    return [
+        Route("/_emulator/info", info, methods=["GET"]),
+        Route("/_emulator/runs", runs, methods=["GET"]),
+        Route("/_emulator/runs/{run_id}", run, methods=["GET"]),
+        Route("/_emulator/requests", requests, methods=["GET"]),
+        Route("/_emulator/counters", counters, methods=["GET"]),
+        Route("/_emulator/scripts", scripts, methods=["POST"]),
+        Route("/_emulator/faults", faults, methods=["POST", "DELETE"]),
+        Route("/_emulator/reset", reset, methods=["POST"]),
+    ]

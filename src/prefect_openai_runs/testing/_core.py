@@ -1,0 +1,98 @@
+"""The emulator's parts wired together, independent of how (and in which thread) it is served."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+
+from ._api import RunsApi
+from ._events import EventHub
+from ._faults import FaultBook
+from ._machine import RunMachine
+from ._records import RequestLog, RunRecord
+from ._scripts import RunScript, ScriptBook
+from ._store import Store
+
+DEFAULT_API_KEY = "sk-emulator-test-key"
+DEFAULT_ASSISTANT_ID = "asst_default"
+
+
+@dataclass
+class EmulatorConfig:
+    """Settings read per request (safe to change while serving).
+
+    Attributes:
+        api_key: The key requests must carry.
+        poll_after_ms: If set, GET run responses carry ``openai-poll-after-ms``.
+        require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required.
+        log_requests: Whether to log one line per request to stderr.
+    """
+
+    api_key: str = DEFAULT_API_KEY
+    poll_after_ms: int | None = None
+    require_beta_header: bool = True
+    log_requests: bool = False
+
+
+class EmulatorCore:
+    """Store, scheduler, API operations, scripts, faults and request log of one emulator.
+
+    Args:
+        config: Per-request settings.
+        default_script: What a run does when no script rule applies.
+        cancelling_delay: Seconds a run stays ``cancelling``.
+        expires_after: Seconds after creation an active run expires.
+        request_log_limit: How many requests to keep (None: all).
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        *,
+        default_script: RunScript,
+        cancelling_delay: float,
+        expires_after: float,
+        request_log_limit: int | None = 100_000,
+    ) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.store = Store(default_assistant_id=DEFAULT_ASSISTANT_ID)
+        self.hub = EventHub()
+        self.log = RequestLog(request_log_limit)
+        self.scripts = ScriptBook(default=default_script)
+        self.faults = FaultBook()
+        self.machine = RunMachine(self.store, self.hub, self.log, self.lock, cancelling_delay)
+        self.api = RunsApi(self.store, self.machine, self.hub, self.scripts, self.lock, expires_after)
+        self.closing = asyncio.Event()
+
+    def reset(self) -> None:
+        """Forget runs, threads, requests, counters, script rules and faults (loop thread only)."""
+        with self.lock:
+            self.machine.reset()
+            self.store.reset()
+        self.scripts.clear()
+        self.faults.clear()
+        self.log.clear()
+
+    def close(self) -> None:
+        """End streams and hangs so the server can stop promptly (loop thread only)."""
+        self.closing.set()
+        with self.lock:
+            self.hub.close_all()
+
+    def run_records(self, *, active_only: bool = False) -> list[RunRecord]:
+        """Snapshots of every run (or only active ones), oldest first."""
+        with self.lock:
+            if active_only:
+                return [RunRecord.of(self.store.runs[i]) for i in self.store.active_run_ids]
+            return [RunRecord.of(run) for run in self.store.runs.values()]
+
+    def run_record(self, run_id: str) -> RunRecord:
+        """Snapshot of one run.
+
+        Raises:
+            KeyError: If there is no such run.
+        """
+        with self.lock:
+            return RunRecord.of(self.store.runs[run_id])

@@ -1,0 +1,242 @@
+"""``RunsEmulator``: the emulator served from a background thread, with its thread-safe public surface."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from types import TracebackType
+
+from ._app import build_app
+from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
+from ._faults import FaultRule
+from ._records import RequestRecord, RunRecord
+from ._scripts import Matcher, RunScript, ScriptRule
+from ._server import BackgroundServer
+
+
+class RunsEmulator:
+    """An emulator of the OpenAI Assistants runs API, served over real HTTP on 127.0.0.1.
+
+    Use it as a context manager (``with`` or ``async with``) or call :meth:`start` / :meth:`stop`.
+    Point clients at :attr:`base_url` with :attr:`api_key`. Every method is safe to call from any
+    thread; inspection methods return copies.
+
+    Args:
+        api_key: The key requests must carry (``Authorization: Bearer <key>`` or ``api-key: <key>``).
+        port: The port to serve on; None picks a free one.
+        poll_after_ms: If set, GET run responses carry ``openai-poll-after-ms``.
+        cancelling_delay: Seconds a run stays ``cancelling`` before ``cancelled``.
+        expires_after: Seconds after creation a still-active run expires.
+        default_script: What a run does when no script rule matches.
+        require_beta_header: Whether requests need ``OpenAI-Beta: assistants=v2``.
+        log_requests: Log one line per request to stderr.
+        host: The interface to bind.
+        request_log_limit: How many request records to keep (None: all).
+    """
+
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        port: int | None = None,
+        poll_after_ms: int | None = None,
+        cancelling_delay: float = 0.05,
+        expires_after: float = 600.0,
+        default_script: RunScript | None = None,
+        require_beta_header: bool = True,
+        log_requests: bool = False,
+        *,
+        host: str = "127.0.0.1",
+        request_log_limit: int | None = 100_000,
+    ) -> None:
+        self._core = EmulatorCore(
+            EmulatorConfig(
+                api_key=api_key,
+                poll_after_ms=poll_after_ms,
+                require_beta_header=require_beta_header,
+                log_requests=log_requests,
+            ),
+            default_script=default_script or RunScript(),
+            cancelling_delay=cancelling_delay,
+            expires_after=expires_after,
+            request_log_limit=request_log_limit,
+        )
+        self._host = host
+        self._port = port
+        self._server: BackgroundServer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> RunsEmulator:
+        """Start serving (no-op if already serving); returns once connections are accepted."""
+        if self._server is not None and self._server.running:
+            return self
+        self._core.closing = asyncio.Event()
+        server = BackgroundServer(build_app(self._core), self._host, self._port, self._core.close)
+        server.start()
+        self._server, self._port = server, server.port
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: open streams and hangs end, the thread exits. State is kept."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> RunsEmulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> RunsEmulator:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- where and how to connect -----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port served on.
+
+        Raises:
+            RuntimeError: If the emulator never started.
+        """
+        if self._port is None:
+            raise RuntimeError("the emulator is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``, for ``OpenAI(base_url=...)``."""
+        return f"http://{self._host}:{self.port}/v1"
+
+    @property
+    def control_url(self) -> str:
+        """``http://127.0.0.1:PORT/_emulator``, the HTTP control surface."""
+        return f"http://{self._host}:{self.port}/_emulator"
+
+    @property
+    def api_key(self) -> str:
+        """The API key requests must carry."""
+        return self._core.config.api_key
+
+    @property
+    def default_assistant_id(self) -> str:
+        """An assistant that exists from the start (``asst_default``)."""
+        return self._core.store.default_assistant_id
+
+    # -- settings that may change while serving ----------------------------------------------------
+
+    @property
+    def poll_after_ms(self) -> int | None:
+        """The ``openai-poll-after-ms`` hint on GET run responses (None: no header)."""
+        return self._core.config.poll_after_ms
+
+    @poll_after_ms.setter
+    def poll_after_ms(self, value: int | None) -> None:
+        self._core.config.poll_after_ms = value
+
+    @property
+    def cancelling_delay(self) -> float:
+        """Seconds a run stays ``cancelling`` unless its script says otherwise."""
+        return self._core.machine.cancelling_delay
+
+    @cancelling_delay.setter
+    def cancelling_delay(self, value: float) -> None:
+        self._core.machine.cancelling_delay = value
+
+    @property
+    def expires_after(self) -> float:
+        """Seconds after creation a still-active run expires (applies to runs created afterwards)."""
+        return self._core.api.expires_after
+
+    @expires_after.setter
+    def expires_after(self, value: float) -> None:
+        self._core.api.expires_after = value
+
+    @property
+    def default_script(self) -> RunScript:
+        """What a run does when no rule applies."""
+        return self._core.scripts.default
+
+    @default_script.setter
+    def default_script(self, script: RunScript) -> None:
+        self._core.scripts.default = script
+
+    # -- scripts and faults -----------------------------------------------------------------------
+
+    def add_script(self, script: RunScript, assistant_id: str | None = None, match: Matcher | None = None) -> None:
+        """Make runs that match follow ``script``; rules are checked newest first, the first match wins.
+
+        Args:
+            script: What matching runs do.
+            assistant_id: Only runs of this assistant (None: any).
+            match: Only runs for which ``match(CreateContext)`` is true (None: any).
+        """
+        self._core.scripts.add(ScriptRule(script, assistant_id, match))
+
+    def add_fault(self, rule: FaultRule) -> None:
+        """Arm a fault rule (see :class:`FaultRule`)."""
+        self._core.faults.add(rule)
+
+    def clear_faults(self) -> None:
+        """Disarm every fault rule."""
+        self._core.faults.clear()
+
+    def reset(self) -> None:
+        """Forget runs, threads, messages, requests, counters, script rules and faults.
+
+        The default assistant, the default script and the settings stay. Open streams end.
+        """
+        if self._server is not None:
+            self._server.call(self._core.reset)
+        else:
+            self._core.reset()
+
+    # -- inspection -------------------------------------------------------------------------------
+
+    def runs(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+        return self._core.run_records()
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run.
+
+        Raises:
+            KeyError: If there is no such run.
+        """
+        return self._core.run_record(run_id)
+
+    def active_runs(self) -> list[RunRecord]:
+        """Runs that are queued, in progress, waiting for tool outputs, or cancelling."""
+        return self._core.run_records(active_only=True)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every ``/v1`` request received (most recent ``request_log_limit``), oldest first."""
+        return self._core.log.records()
+
+    def request_count(self, method: str | None = None, path_regex: str | None = None) -> int:
+        """How many recorded requests have this method and a path matching ``path_regex`` (search)."""
+        pattern = re.compile(path_regex) if path_regex is not None else None
+        return sum(
+            1
+            for r in self._core.log.records()
+            if (method is None or r.method == method.upper()) and (pattern is None or pattern.search(r.path))
+        )
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Counters such as ``requests``, ``runs_created``, ``cancels``, ``faults``, ``runs_completed``."""
+        return self._core.log.counters()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._port is not None else "not started"
+        return f"RunsEmulator({where})"

@@ -1,0 +1,130 @@
+"""Fault rules: which requests get an error status, hang, or lose their connection."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ._errors import status_error_body
+
+FaultKind = Literal["status", "hang", "drop_before", "drop_after"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("status", "hang", "drop_before", "drop_after")
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """A fault applied to matching requests.
+
+    Kinds:
+        * ``status``: answer ``status`` with ``headers`` and ``body`` (None: the OpenAI-shaped error body
+          for that status; a 429 without explicit headers carries ``retry-after: 1``).
+        * ``hang``: wait ``hang_seconds`` before handling the request normally. If the client gives up
+          first, the request is not applied (recorded with status 499).
+        * ``drop_before``: close the connection without applying the request or answering.
+        * ``drop_after``: apply the request (e.g. really create the run), then close the connection
+          without answering: the ambiguous create. The client sees a connection error.
+
+    Attributes:
+        method: HTTP method to match, None for any.
+        path: Regex searched in the request path (``/v1/...``).
+        kind: One of ``status``, ``hang``, ``drop_before``, ``drop_after``.
+        status: Status code for ``status`` faults.
+        headers: Extra response headers for ``status`` faults.
+        body: JSON body for ``status`` faults.
+        hang_seconds: Delay for ``hang`` faults.
+        times: How many matching requests to affect (None: unlimited).
+        probability: Chance that a matching request is affected.
+        seed: Seed for ``probability`` draws, for a deterministic subset.
+    """
+
+    method: str | None = None
+    path: str = r".*"
+    kind: FaultKind = "status"
+    status: int = 429
+    headers: Mapping[str, str] | None = None
+    body: Any = None
+    hang_seconds: float = 30.0
+    times: int | None = 1
+    probability: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {FAULT_KINDS}, not {self.kind!r}")
+        re.compile(self.path)
+
+    def response_headers(self) -> dict[str, str]:
+        """Headers a ``status`` fault answers with."""
+        if self.headers is not None:
+            return dict(self.headers)
+        return {"retry-after": "1"} if self.status == 429 else {}
+
+    def response_body(self) -> Any:
+        """Body a ``status`` fault answers with."""
+        return status_error_body(self.status) if self.body is None else self.body
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the control surface's wire format)."""
+        data = asdict(self)
+        data["headers"] = dict(self.headers) if self.headers is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FaultRule:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(**data)
+
+
+@dataclass
+class _Armed:
+    rule: FaultRule
+    pattern: re.Pattern[str]
+    remaining: int | None
+    rng: random.Random
+
+
+@dataclass
+class FaultBook:
+    """The armed fault rules, checked in the order they were added; safe to use from any thread."""
+
+    _armed: list[_Armed] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, rule: FaultRule) -> None:
+        """Arm a rule."""
+        with self._lock:
+            self._armed.append(_Armed(rule, re.compile(rule.path), rule.times, random.Random(rule.seed)))
+
+    def clear(self) -> None:
+        """Disarm every rule."""
+        with self._lock:
+            self._armed.clear()
+
+    def rules(self) -> list[FaultRule]:
+        """The rules still armed."""
+        with self._lock:
+            return [a.rule for a in self._armed]
+
+    def take(self, method: str, path: str) -> FaultRule | None:
+        """The rule that affects this request, if any, consuming one of its ``times``."""
+        if not self._armed:
+            return None
+        with self._lock:
+            for armed in self._armed:
+                rule = armed.rule
+                if rule.method is not None and rule.method.upper() != method:
+                    continue
+                if not armed.pattern.search(path):
+                    continue
+                if rule.probability < 1.0 and armed.rng.random() >= rule.probability:
+                    continue
+                if armed.remaining is not None:
+                    armed.remaining -= 1
+                    if armed.remaining <= 0:
+                        self._armed.remove(armed)
+                return rule
+        return None

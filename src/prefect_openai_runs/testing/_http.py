@@ -1,0 +1,269 @@
+"""The ASGI layer in front of the routes: request ids and headers, faults, auth, and the request log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import _errors as errors
+from ._core import EmulatorCore
+from ._faults import FaultRule
+from ._records import RequestRecord
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONTROL_PREFIX = "/_emulator"
+API_PREFIX = "/v1"
+REDACTED = "REDACTED"
+_SECRET_HEADERS = frozenset({"authorization", "api-key"})
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+_RATE_HEADERS = [
+    (b"x-ratelimit-limit-requests", b"10000"),
+    (b"x-ratelimit-reset-requests", b"6ms"),
+    (b"x-ratelimit-limit-tokens", b"30000000"),
+    (b"x-ratelimit-remaining-tokens", b"29999000"),
+    (b"x-ratelimit-reset-tokens", b"2ms"),
+    (b"openai-version", b"2020-10-01"),
+]
+
+
+class _Dropped(Exception):
+    """Raised into the app when a ``drop_after`` fault swallows its response."""
+
+
+class _Exchange:
+    """One request/response pair as the gate sees it, ending in a :class:`RequestRecord`."""
+
+    def __init__(self, scope: Scope, body: bytes) -> None:
+        self.started = time.perf_counter()
+        self.at = time.time()
+        self.request_id = f"req_{secrets.token_hex(16)}"
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query = scope.get("query_string", b"").decode("latin-1")
+        self.headers: dict[str, str] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        self.body = body
+        self.status = 0
+        self.fault: str | None = None
+        self.recorded = False
+
+    def api_key(self) -> str | None:
+        auth = self.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
+        return self.headers.get("api-key") or None
+
+    def response_headers(self, remaining: bytes = b"9999") -> list[tuple[bytes, bytes]]:
+        elapsed = int((time.perf_counter() - self.started) * 1000)
+        return [
+            (b"x-request-id", self.request_id.encode()),
+            (b"openai-processing-ms", str(elapsed).encode()),
+            (b"x-ratelimit-remaining-requests", remaining),
+            *_RATE_HEADERS,
+        ]
+
+    def record(self) -> RequestRecord:
+        try:
+            parsed = json.loads(self.body) if self.body else None
+        except ValueError:
+            parsed = None
+        return RequestRecord(
+            method=self.method,
+            path=self.path,
+            query=self.query,
+            status=self.status,
+            at=self.at,
+            duration=time.perf_counter() - self.started,
+            headers={k: (REDACTED if k in _SECRET_HEADERS else v) for k, v in self.headers.items()},
+            body=parsed,
+            fault=self.fault,
+            request_id=self.request_id,
+        )
+
+
+class ApiGate:
+    """ASGI middleware: everything a request meets before the API routes.
+
+    Order: control-surface bypass (loopback only) → fault rule → API key → beta header → routes.
+    Every ``/v1`` response gets ``x-request-id``, ``openai-processing-ms`` and the ``x-ratelimit-*``
+    headers, and every ``/v1`` request is recorded once its response ends.
+    """
+
+    def __init__(self, app: ASGIApp, core: EmulatorCore) -> None:
+        self.app = app
+        self.core = core
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(CONTROL_PREFIX):
+            client = scope.get("client")
+            if client and client[0] not in _LOOPBACK:
+                await _send_json(send, 403, errors.error_body("The control surface is loopback only."), [])
+                return
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(scope, await _read_body(receive))
+        try:
+            await self._handle(exchange, scope, receive, send)
+        finally:
+            self._finish(exchange)
+
+    def _recording(self, ex: _Exchange, send: Send) -> Send:
+        """``send``, recording the exchange just before the response's last byte goes out, so a client
+        that has its answer always finds the request in the log."""
+
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self._finish(ex)
+            await send(message)
+
+        return send_and_record
+
+    async def _handle(self, ex: _Exchange, scope: Scope, receive: Receive, raw_send: Send) -> None:
+        send = self._recording(ex, raw_send)
+        rule = self.core.faults.take(ex.method, ex.path)
+        if rule is not None:
+            ex.fault = rule.kind
+            self.core.log.count("faults")
+            if rule.kind == "status":
+                await self._answer_fault(ex, rule, send)
+                return
+            if rule.kind == "drop_before":
+                self._finish(ex)
+                await _drop(raw_send)
+                return
+            if rule.kind == "hang" and not await self._hang(rule.hang_seconds, receive):
+                ex.status = 499
+                return
+        denial = self._deny(ex)
+        if denial is not None:
+            await self._answer(ex, send, denial.status, denial.body())
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if rule is not None and rule.kind == "drop_after":
+                    self._finish(ex)
+                    await _drop(raw_send)
+                    raise _Dropped
+                ex.status = message["status"]
+                message["headers"] = [*message.get("headers", []), *ex.response_headers()]
+            await send(message)
+
+        with contextlib.suppress(_Dropped):
+            await self.app(scope, _replay(ex.body, receive), send_with_headers)
+
+    def _deny(self, ex: _Exchange) -> errors.ApiError | None:
+        if not ex.path.startswith(API_PREFIX):
+            return None
+        key = ex.api_key()
+        if key != self.core.config.api_key:
+            return errors.invalid_api_key(key)
+        if self.core.config.require_beta_header and "assistants=v2" not in ex.headers.get("openai-beta", ""):
+            return errors.invalid_beta()
+        return None
+
+    async def _answer_fault(self, ex: _Exchange, rule: FaultRule, send: Send) -> None:
+        extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rule.response_headers().items()]
+        remaining = b"0" if rule.status == 429 else b"9999"
+        ex.status = rule.status
+        await _send_json(send, rule.status, rule.response_body(), ex.response_headers(remaining) + extra)
+
+    async def _answer(self, ex: _Exchange, send: Send, status: int, body: Any) -> None:
+        ex.status = status
+        await _send_json(send, status, body, ex.response_headers())
+
+    async def _hang(self, seconds: float, receive: Receive) -> bool:
+        """Wait ``seconds``; False if the client disconnected (or the server is closing) first."""
+        sleeper = asyncio.ensure_future(asyncio.sleep(seconds))
+        others = [asyncio.ensure_future(_disconnected(receive)), asyncio.ensure_future(self.core.closing.wait())]
+        done, pending = await asyncio.wait([sleeper, *others], return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return sleeper in done
+
+    def _finish(self, ex: _Exchange) -> None:
+        if ex.recorded:
+            return
+        ex.recorded = True
+        record = ex.record()
+        self.core.log.add(record)
+        if self.core.config.log_requests:
+            fault = f" fault={record.fault}" if record.fault else ""
+            print(
+                f"{record.method} {record.path} {record.status} {record.duration * 1000:.1f}ms "
+                f"{record.request_id}{fault}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that yields the buffered body once, then defers to the server (disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _drop(send: Send) -> None:
+    """Close the client's TCP connection without a response.
+
+    uvicorn's ``send`` is a bound method of its request/response cycle, which holds the transport.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise RuntimeError("drop faults need uvicorn's h11 or httptools protocol")
+    transport.close()
+    await asyncio.sleep(0)  # let connection_lost run so the server does not try to answer
+
+
+async def _send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,38 @@
+"""Pytest plugin (registered through the ``pytest11`` entry point): the ``runs_emulator`` fixture.
+
+One emulator is started per test session (per xdist worker) the first time a test asks for it,
+and :meth:`RunsEmulator.reset` is called before each test, so the fixture costs a reset, not a
+server start. Settings a test changes on it (``poll_after_ms``, ``cancelling_delay``,
+``expires_after``, ``default_script``) are restored before the next test. Tests that need other
+constructor arguments (``api_key``, ``require_beta_header``...) should create their own
+``RunsEmulator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ._emulator import RunsEmulator
+from ._scripts import RunScript
+
+
+@pytest.fixture(scope="session")
+def _runs_emulator_session() -> Iterator[RunsEmulator]:
+    with RunsEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def runs_emulator(_runs_emulator_session: RunsEmulator) -> Iterator[RunsEmulator]:
+    """A started :class:`RunsEmulator` with no runs, requests, rules or faults, and default settings."""
+    emulator = _runs_emulator_session
+    emulator.start()  # in case a test stopped it
+    emulator.reset()
+    emulator.poll_after_ms = None
+    emulator.cancelling_delay = 0.05
+    emulator.expires_after = 600.0
+    emulator.default_script = RunScript()
+    yield emulator
+    emulator.reset()

@@ -13,7 +13,6 @@ from prefect.exceptions import TerminationSignal
 
 from prefect_openai_runs._following import CancelOutcome, CancelResult, StatusChange
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._operations import new_idempotency_key
 from prefect_openai_runs._recording import ProgressReporter, emit_status_event, record_created
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.client import RunsClient
@@ -66,15 +65,16 @@ class RunTracker:
 
 
 def start_run(
-    client: RunsClient, thread_id: str, params: CreateRunParams, stream: bool
+    client: RunsClient, thread_id: str, params: CreateRunParams, stream: bool, key: str
 ) -> tuple[Run, Iterator[StreamEvent] | None]:
     """Create a run, streamed when asked, and record it at once.
 
     With ``stream``, the events are read up to the first run event, and the rest of the stream is
     returned to follow. If the stream fails before that, the run is looked up by its idempotency key
     (the request may have created it) and, only if it does not exist, created without streaming.
+    If anything interrupts this (a signal, a timeout), :meth:`RunsClient.find_run` with the same
+    ``key`` finds the run.
     """
-    key = new_idempotency_key()
     events: Iterator[StreamEvent] | None = None
     run: Run | None = None
     if stream:

@@ -28,6 +28,7 @@ from prefect_openai_runs._lifecycle import (
     start_run,
 )
 from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs._operations import new_idempotency_key
 from prefect_openai_runs._recording import write_run_artifact
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.client import RunsClient
@@ -156,12 +157,15 @@ def run_assistant(
     with creds.get_client() as client:
         if thread_id is None:
             thread_id = client.create_thread(messages=new_messages).id
-        run, events = start_run(client, thread_id, params, stream)
-        tracker = RunTracker(run.id, max_wait_seconds)
-        follower = RunFollower(thread_id, run.id, max_wait_seconds, on_change=tracker.on_change)
-        follower.observe(run)
+        key = new_idempotency_key()
+        follower: RunFollower | None = None
+        tracker: RunTracker | None = None
         failure: BaseException | None = None
         try:
+            run, events = start_run(client, thread_id, params, stream, key)
+            tracker = RunTracker(run.id, max_wait_seconds)
+            follower = RunFollower(thread_id, run.id, max_wait_seconds, on_change=tracker.on_change)
+            follower.observe(run)
             _follow_through_tools(client, follower, events, handlers, stream)
         except (RunTimedOut, ToolCallError) as exc:
             failure = exc
@@ -169,8 +173,11 @@ def run_assistant(
             failure = exc
             raise
         finally:
-            final, reason = _conclude(client, follower, failure, cancel_wait_seconds)
-            tracker.tick(follower.elapsed, force=True)
+            follower = follower or _recover(client, thread_id, key, max_wait_seconds)
+            if follower is not None:
+                final, reason = _conclude(client, follower, failure, cancel_wait_seconds)
+            if tracker is not None and follower is not None:
+                tracker.tick(follower.elapsed, force=True)
     if isinstance(failure, ToolCallError):
         raise ToolCallError(final, failure.reason, failure.function_name) from failure
     if isinstance(failure, RunTimedOut):
@@ -179,6 +186,17 @@ def run_assistant(
     if error is not None:
         raise error
     return final
+
+
+def _recover(client: RunsClient, thread_id: str, key: str, max_wait_seconds: float) -> RunFollower | None:
+    """After an interruption before the run was known: find it by its idempotency key, if it was created."""
+    run = client.find_run(thread_id, key)
+    if run is None:
+        return None
+    get_logger().warning("Found run %s created before the interruption; it will be cancelled", run.id)
+    follower = RunFollower(thread_id, run.id, max_wait_seconds)
+    follower.observe(run)
+    return follower
 
 
 def _conclude(

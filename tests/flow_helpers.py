@@ -30,7 +30,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 def run_artifacts(run_id: str) -> list[Artifact]:
     """Every version of a run's artifact, oldest first."""
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(run_id)])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(run_id)]))
+        )
     return sorted(found, key=lambda a: a.created or 0)
 
 

@@ -11,10 +11,10 @@ import threading
 from typing import Any
 
 import pytest
-from flow_helpers import assert_nothing_active, final_markdown, statuses, wait_until
 from prefect import flow
 from prefect.client.orchestration import get_client
 
+from flow_helpers import assert_nothing_active, final_markdown, statuses, wait_until
 from prefect_openai_runs import (
     OpenAICredentials,
     RunCancelled,
@@ -75,15 +75,24 @@ def test_stream_dropped_after_create_recovers_the_run_and_polls(
 @pytest.mark.parametrize(
     ("script", "error", "expected_in_artifact"),
     [
-        (RunScript(outcome="failed", error_code="rate_limit_exceeded", error_message="Too many tokens"), RunFailed,
-         "rate_limit_exceeded"),
-        (RunScript(outcome="incomplete", incomplete_reason="max_completion_tokens"), RunIncomplete,
-         "max_completion_tokens"),
+        (
+            RunScript(outcome="failed", error_code="rate_limit_exceeded", error_message="Too many tokens"),
+            RunFailed,
+            "rate_limit_exceeded",
+        ),
+        (
+            RunScript(outcome="incomplete", incomplete_reason="max_completion_tokens"),
+            RunIncomplete,
+            "max_completion_tokens",
+        ),
     ],
     ids=["failed", "incomplete"],
 )
 def test_unsuccessful_outcomes_fail_the_flow_with_the_final_run(
-    runs_emulator: RunsEmulator, credentials: OpenAICredentials, script: RunScript, error: type[Exception],
+    runs_emulator: RunsEmulator,
+    credentials: OpenAICredentials,
+    script: RunScript,
+    error: type[Exception],
     expected_in_artifact: str,
 ) -> None:
     runs_emulator.add_script(script)
@@ -186,7 +195,10 @@ def test_tool_call_round_trip(runs_emulator: RunsEmulator, credentials: OpenAICr
         return {"city": city, "celsius": 21}
 
     run = run_assistant(
-        credentials, runs_emulator.default_assistant_id, messages=["Weather?"], tool_handlers={"get_weather": get_weather}
+        credentials,
+        runs_emulator.default_assistant_id,
+        messages=["Weather?"],
+        tool_handlers={"get_weather": get_weather},
     )
 
     assert run.status is RunStatus.COMPLETED
@@ -195,7 +207,12 @@ def test_tool_call_round_trip(runs_emulator: RunsEmulator, credentials: OpenAICr
     assert submit.body is not None
     assert submit.body["tool_outputs"][0]["output"] == '{"city": "Paris", "celsius": 21}'
     assert statuses(runs_emulator, run.id) == [
-        "queued", "in_progress", "requires_action", "queued", "in_progress", "completed",
+        "queued",
+        "in_progress",
+        "requires_action",
+        "queued",
+        "in_progress",
+        "completed",
     ]
     assert "It is 21 degrees in Paris." in final_markdown(run.id)
 
@@ -205,7 +222,9 @@ def test_failing_tool_call_cancels_the_run(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials, handlers: dict[str, Any]
 ) -> None:
     runs_emulator.add_script(
-        RunScript(outcome="requires_action", tool_calls=[ToolCallSpec(name="get_weather", arguments='{"city": "Oslo"}')])
+        RunScript(
+            outcome="requires_action", tool_calls=[ToolCallSpec(name="get_weather", arguments='{"city": "Oslo"}')]
+        )
     )
 
     with pytest.raises(ToolCallError) as caught:
@@ -265,9 +284,7 @@ def test_status_changes_emit_prefect_events(
     run = run_assistant(credentials, runs_emulator.default_assistant_id, messages=["hi"])
     asserting_events_worker.drain()
 
-    ours = [
-        e for client in AssertingEventsClient.all for e in client.events if e.resource.id == f"openai.run.{run.id}"
-    ]
+    ours = [e for client in AssertingEventsClient.all for e in client.events if e.resource.id == f"openai.run.{run.id}"]
     assert [e.event for e in ours] == ["openai.run.queued", "openai.run.in_progress", "openai.run.completed"]
     assert all(any(r.role == "flow-run" for r in e.related) for e in ours)
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from flow_helpers import assert_nothing_active, final_markdown, wait_until
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Crashed
 
+from flow_helpers import assert_nothing_active, final_markdown, wait_until
 from prefect_openai_runs import OpenAICredentials
 from prefect_openai_runs.guard import cancel_orphaned_runs, cancel_runs_hooks, cancel_runs_on_error
 from prefect_openai_runs.tasks import create_thread_and_run
@@ -147,9 +147,7 @@ def test_sigkill_leaves_a_run_that_the_orphan_sweep_cancels(
     process.wait(timeout=30)
     [orphan] = runs_emulator.active_runs()
     with get_client(sync_client=True) as client:
-        [flow_run] = [
-            fr for fr in client.read_flow_runs(limit=200) if fr.state is not None and fr.state.is_running()
-        ]
+        [flow_run] = [fr for fr in client.read_flow_runs(limit=200) if fr.state is not None and fr.state.is_running()]
         # What a worker or `flow.serve` reports when the process it started exits with -9.
         client.set_flow_run_state(flow_run.id, Crashed(message="Process exited with code -9"), force=True)
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
-from flow_helpers import assert_nothing_active, final_markdown, flow_run_artifacts, statuses, wait_until
 from prefect import flow
 from prefect.context import get_run_context
 
+from flow_helpers import assert_nothing_active, final_markdown, flow_run_artifacts, statuses, wait_until
 from prefect_openai_runs import OpenAICredentials, RunFailed, RunStatus, RunTimedOut
 from prefect_openai_runs._recording import artifact_key
-from prefect_openai_runs.testing import RunScript, RunsEmulator, ToolCallSpec
 from prefect_openai_runs.tasks import (
     cancel_run,
     create_run,
@@ -22,6 +22,7 @@ from prefect_openai_runs.tasks import (
     wait_for_run,
     wait_for_runs,
 )
+from prefect_openai_runs.testing import RunScript, RunsEmulator, ToolCallSpec
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -104,7 +105,7 @@ def test_wait_for_run_follows_the_poll_hint(runs_emulator: RunsEmulator, credent
     run_id = pipeline()
 
     polls = [r.at for r in runs_emulator.requests if r.method == "GET" and r.path.endswith(run_id)]
-    gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
     assert len(polls) >= 5
     assert min(gaps) >= 0.09
 

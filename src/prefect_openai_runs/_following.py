@@ -144,7 +144,8 @@ class RunFollower:
         """The error for a passed deadline, carrying the last run seen."""
         assert self.run is not None, "a run is always observed before the deadline error"
         return RunTimedOut(
-            self.run, f"it was still {self.run.status} when the {self.max_wait_seconds:g}s deadline (max_wait_seconds) passed"
+            self.run,
+            f"it was still {self.run.status} when the {self.max_wait_seconds:g}s deadline (max_wait_seconds) passed",
         )
 
 

@@ -4,8 +4,8 @@ run (streamed or not) without ever losing it, and naming why a run was cancelled
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 from prefect.context import FlowRunContext

@@ -232,7 +232,7 @@ class RunsClient(_ClientBase):
         for attempt in self.retry_policy.retrying():
             with attempt:
                 if ambiguous and call.recover is not None:
-                    found = self._drive(call.recover())
+                    found: Reply | None = self._drive(call.recover())
                     if found is not None:
                         return found
                 try:
@@ -429,7 +429,7 @@ class AsyncRunsClient(_ClientBase):
         async for attempt in self.retry_policy.async_retrying():
             with attempt:
                 if ambiguous and call.recover is not None:
-                    found = await self._drive(call.recover())
+                    found: Reply | None = await self._drive(call.recover())
                     if found is not None:
                         return found
                 try:

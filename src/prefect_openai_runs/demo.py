@@ -1,0 +1,108 @@
+"""The main job: three flows against the embedded emulator and a temporary Prefect server.
+
+Run it with ``python3 dev.py demo`` (or ``python -m prefect_openai_runs.demo``). It needs no
+network and no API key: the emulator plays the OpenAI runs API, Prefect's test harness starts a
+temporary server (SQLite). It prints each run's final status and the key of its run artifact.
+
+1. ``completes``: a prompt answered normally.
+2. ``deadline``: a run that would take a minute, cancelled when its 2 s deadline passes.
+3. ``tool-call``: a run that calls a function, answered by a Python handler run as a Prefect task.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from prefect_openai_runs._recording import artifact_key
+from prefect_openai_runs.blocks import OpenAICredentials
+from prefect_openai_runs.exceptions import RunOutcomeError
+from prefect_openai_runs.flows import run_assistant
+from prefect_openai_runs.testing import RunScript, RunsEmulator, ToolCallSpec
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One demo flow's result."""
+
+    name: str
+    run_id: str
+    status: str
+    detail: str
+
+    @property
+    def artifact(self) -> str:
+        """The run artifact's key."""
+        return artifact_key(self.run_id)
+
+
+def _weather(city: str) -> dict[str, object]:
+    """The demo's tool: a fixed forecast."""
+    return {"city": city, "forecast": "sunny", "celsius": 21}
+
+
+def _scripts(emulator: RunsEmulator) -> None:
+    emulator.add_script(
+        RunScript(in_progress_seconds=0.3, reply_text="Prefect orchestrates; the emulator answers."),
+        match=lambda ctx: (ctx.last_user_message or "").startswith("Explain"),
+    )
+    emulator.add_script(
+        RunScript(in_progress_seconds=60.0),
+        match=lambda ctx: (ctx.last_user_message or "").startswith("Write a novel"),
+    )
+    emulator.add_script(
+        RunScript(
+            outcome="requires_action",
+            tool_calls=[ToolCallSpec(name="get_weather", arguments='{"city": "Paris"}')],
+            then=RunScript(reply_text="It is sunny and 21 degrees in Paris."),
+        ),
+        match=lambda ctx: (ctx.last_user_message or "").startswith("What is the weather"),
+    )
+
+
+def _run(name: str, credentials: OpenAICredentials, assistant_id: str, prompt: str, **options: Any) -> Outcome:
+    try:
+        run = run_assistant(credentials, assistant_id, messages=[prompt], **options)
+    except RunOutcomeError as exc:
+        return Outcome(name, exc.run.id, str(exc.run.status), exc.reason)
+    return Outcome(name, run.id, str(run.status), f"{run.usage.total_tokens if run.usage else 0} tokens")
+
+
+def main() -> int:
+    """Run the three flows and print the summary; 0 when each ended as expected."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    print("Starting the OpenAI runs emulator and a temporary Prefect server ...", flush=True)
+    with RunsEmulator() as emulator, prefect_test_harness(server_startup_timeout=60):
+        _scripts(emulator)
+        credentials = OpenAICredentials(api_key=emulator.api_key, base_url=emulator.base_url)
+        assistant = emulator.default_assistant_id
+        outcomes = [
+            _run("completes", credentials, assistant, "Explain what Prefect does in one line."),
+            _run("deadline", credentials, assistant, "Write a novel about pipelines.", max_wait_seconds=2.0),
+            _run(
+                "tool-call",
+                credentials,
+                assistant,
+                "What is the weather in Paris?",
+                tool_handlers={"get_weather": _weather},
+            ),
+        ]
+        left_active = [run.id for run in emulator.active_runs()]
+    print()
+    print(f"{'flow':<10} {'final status':<13} {'run id':<30} artifact key")
+    for outcome in outcomes:
+        print(f"{outcome.name:<10} {outcome.status:<13} {outcome.run_id:<30} {outcome.artifact}")
+        print(f"{'':<10} {outcome.detail}")
+    print(f"\nruns left active on the emulator: {len(left_active)}")
+    expected = {"completes": "completed", "deadline": "cancelled", "tool-call": "completed"}
+    ok = all(expected[o.name] == o.status for o in outcomes) and not left_active
+    print("demo: OK" if ok else "demo: UNEXPECTED OUTCOME")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from emulator_helpers import api, create_run, new_thread, wait_for, wait_status
-from prefect_openai_runs.testing import FaultRule, RemoteEmulator, RunScript, RunsEmulator
+from prefect_openai_runs.testing import DEFAULT_API_KEY, FaultRule, RemoteEmulator, RunScript, RunsEmulator
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def client(runs_emulator: RunsEmulator) -> Iterator[httpx.Client]:
 
 def test_base_url_and_defaults(runs_emulator: RunsEmulator) -> None:
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", runs_emulator.base_url)
-    assert runs_emulator.api_key == "sk-emulator-test-key"
+    assert runs_emulator.api_key == DEFAULT_API_KEY
     assert runs_emulator.default_assistant_id == "asst_default"
 
 

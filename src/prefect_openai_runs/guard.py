@@ -43,7 +43,7 @@ from prefect_openai_runs._lifecycle import cancel_reason, describe_cancel, log_c
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import RunRef, current_flow_run_id, registered_runs, write_run_artifact
 from prefect_openai_runs.blocks import OpenAICredentials
-from prefect_openai_runs.exceptions import OpenAIRunsError
+from prefect_openai_runs.exceptions import NotFoundError, OpenAIRunsError
 
 FlowHook = Callable[[Any, FlowRun, Any], None]
 
@@ -86,6 +86,9 @@ def cancel_flow_run_openai_runs(
     outcomes: list[CancelResult | BaseException] = run_coro_as_sync(cancel_all()) or []
     results: list[CancelResult] = []
     for ref, outcome in zip(refs, outcomes, strict=True):
+        if isinstance(outcome, NotFoundError):
+            get_logger().warning("OpenAI run %s no longer exists (%s): %s", ref.run_id, reason, outcome)
+            continue
         if isinstance(outcome, BaseException):
             get_logger().error("Could not cancel OpenAI run %s (%s): %s", ref.run_id, reason, outcome)
             continue
@@ -150,16 +153,19 @@ def cancel_orphaned_runs(
         The runs that were cancelled.
     """
     since = datetime.now(timezone.utc) - timedelta(hours=lookback_hours)
+    ended = FlowRunFilter(
+        start_time=FlowRunFilterStartTime(after_=since),
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.FAILED, StateType.CANCELLED])
+        ),
+    )
+    flow_runs: list[FlowRun] = []
     with get_client(sync_client=True) as client:
-        flow_runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime(after_=since),
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.FAILED, StateType.CANCELLED])
-                ),
-            ),
-            limit=200,
-        )
+        while True:
+            page = client.read_flow_runs(flow_run_filter=ended, limit=200, offset=len(flow_runs))
+            flow_runs += page
+            if len(page) < 200:
+                break
     swept: list[RunRef] = []
     for flow_run in flow_runs:
         try:

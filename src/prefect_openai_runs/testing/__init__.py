@@ -19,6 +19,7 @@ emulator; :func:`spawn_emulator_process` serves one from a subprocess and yields
 :class:`RemoteEmulator` driving it over the ``/_emulator`` control surface.
 """
 
+from ._core import DEFAULT_API_KEY
 from ._emulator import RunsEmulator
 from ._faults import FaultRule
 from ._records import RequestRecord, RunRecord
@@ -26,6 +27,7 @@ from ._remote import RemoteEmulator, spawn_emulator_process
 from ._scripts import CreateContext, RunScript, ToolCallSpec
 
 __all__ = [
+    "DEFAULT_API_KEY",
     "CreateContext",
     "FaultRule",
     "RemoteEmulator",

@@ -14,7 +14,8 @@ from ._records import RequestLog, RunRecord
 from ._scripts import RunScript, ScriptBook
 from ._store import Store
 
-DEFAULT_API_KEY = "sk-emulator-test-key"
+DEFAULT_API_KEY = "sk-emu-7Hq2Lx9KpV4mZ8rT"
+"""The emulator's key: a recognisable fake, so that tests can scan everything they produce for it."""
 DEFAULT_ASSISTANT_ID = "asst_default"
 
 

@@ -16,9 +16,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 
-from prefect.testing.fixtures import asserting_events_worker  # noqa: E402, F401
+from prefect.testing.fixtures import asserting_events_worker  # noqa: F401
 
-from prefect_openai_runs.testing import DEFAULT_API_KEY  # noqa: E402
+from prefect_openai_runs.testing import DEFAULT_API_KEY
 
 FAKE_KEY = DEFAULT_API_KEY
 """The recognisable fake key every test uses (the emulator's)."""

@@ -21,6 +21,7 @@ from prefect_openai_runs.exceptions import (
     RunTimedOut,
     ToolCallError,
 )
+from prefect_openai_runs.jobs import OpenAIAssistantJobRun, OpenAIAssistantRun
 from prefect_openai_runs.models import Run, RunStatus
 from prefect_openai_runs.retry import RetryPolicy
 
@@ -30,6 +31,8 @@ __all__ = [
     "APIError",
     "APITimeoutError",
     "AsyncRunsClient",
+    "OpenAIAssistantJobRun",
+    "OpenAIAssistantRun",
     "OpenAICredentials",
     "OpenAIRunsError",
     "RetryPolicy",

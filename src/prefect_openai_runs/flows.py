@@ -7,8 +7,6 @@ run in a ``finally`` and waits for the cancel, then writes the run artifact with
 with one of :class:`~prefect_openai_runs.exceptions.RunOutcomeError`'s family.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any

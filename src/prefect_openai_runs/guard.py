@@ -18,8 +18,6 @@ Example:
     ```
 """
 
-from __future__ import annotations
-
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

@@ -1,0 +1,120 @@
+"""A job block: Prefect's ``JobBlock`` / ``JobRun`` interface over an assistant run, with a cancel.
+
+Example:
+    ```python
+    from prefect import flow
+    from prefect_openai_runs.jobs import OpenAIAssistantRun
+
+    @flow
+    async def summarise() -> str:
+        job = OpenAIAssistantRun(credentials=OpenAICredentials.load("openai"), assistant_id="asst_abc",
+                                 messages=["Summarise the incident log"], max_wait_seconds=300)
+        job_run = await job.trigger()
+        await job_run.wait_for_completion()      # cancels the run if the deadline passes
+        return await job_run.fetch_result()
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prefect.blocks.abstract import JobBlock, JobRun
+from pydantic import Field, HttpUrl
+
+from prefect_openai_runs._following import RunFollower, cancel_async, follow_async
+from prefect_openai_runs._lifecycle import cancel_reason, describe_cancel, log_cancel, outcome_error
+from prefect_openai_runs._recording import record_created, write_run_artifact
+from prefect_openai_runs.blocks import OpenAICredentials
+from prefect_openai_runs.client import AsyncRunsClient
+from prefect_openai_runs.exceptions import RunTimedOut
+from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, Run, RunStatus
+
+
+class OpenAIAssistantJobRun(JobRun[str]):
+    """One triggered assistant run: wait for it, fetch its reply, or cancel it."""
+
+    def __init__(self, block: OpenAIAssistantRun, client: AsyncRunsClient, run: Run) -> None:
+        self._block = block
+        self._client = client
+        self.run = run
+        """The run's last known state."""
+
+    async def wait_for_completion(self) -> None:  # type: ignore[override]  # Prefect annotates Logger; None, as prefect-dbt
+        """Follow the run until it ends; past the block's deadline, cancel it and raise ``RunTimedOut``.
+
+        Raises:
+            RunOutcomeError: When the run did not complete (``RunFailed``, ``RunTimedOut``, ...).
+        """
+        follower = RunFollower(self.run.thread_id, self.run.id, self._block.max_wait_seconds)
+        follower.observe(self.run)
+        try:
+            self.run = await follow_async(self._client, follower)
+            reason = f"ended {self.run.status}"
+        except RunTimedOut as exc:
+            result = await cancel_async(self._client, self.run.thread_id, self.run.id, 30.0)
+            log_cancel(result, cancel_reason(exc))
+            self.run = result.run
+            reason = f"{cancel_reason(exc)}; {describe_cancel(result)}"
+            await asyncio.to_thread(write_run_artifact, self.run, follower.timeline, reason)
+            raise RunTimedOut(self.run, exc.reason) from None
+        await asyncio.to_thread(write_run_artifact, self.run, follower.timeline, reason)
+        error = outcome_error(self.run)
+        if error is not None:
+            raise error
+
+    async def fetch_result(self) -> str:
+        """The assistant's reply text (the run must have completed)."""
+        if self.run.status is not RunStatus.COMPLETED:
+            raise ValueError(f"run {self.run.id} is {self.run.status}; only a completed run has a result")
+        texts = [
+            message.text
+            async for message in self._client.list_messages(self.run.thread_id, run_id=self.run.id, order="asc")
+            if message.role == "assistant" and message.text
+        ]
+        return "\n\n".join(texts)
+
+    async def cancel(self, reason: str = "cancelled on request") -> Run:
+        """Cancel the run (safe in every state) and wait until it is terminal; returns its final state."""
+        result = await cancel_async(self._client, self.run.thread_id, self.run.id, 30.0)
+        log_cancel(result, reason)
+        self.run = result.run
+        await asyncio.to_thread(write_run_artifact, self.run, [], f"{reason}; {describe_cancel(result)}")
+        return self.run
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+class OpenAIAssistantRun(JobBlock[str]):
+    """An assistant run to trigger: the assistant, the messages, the deadline and run parameters."""
+
+    _block_type_name = "OpenAI Assistant Run"
+    _block_type_slug = "openai-assistant-run"
+    _logo_url = HttpUrl(
+        "https://cdn.sanity.io/images/3ugk85nk/production/760539393a7dbf93a143fb01c2a8d5c5f1d5e3a6-250x250.png"
+    )
+    _description = "Triggers an OpenAI Assistants run and follows it to completion, cancelling it at its deadline."
+
+    credentials: OpenAICredentials = Field(description="Credentials for the runs API.")
+    assistant_id: str = Field(description="The assistant to run.")
+    messages: list[str] = Field(default_factory=list, description="User messages for the run.")
+    thread_id: str | None = Field(default=None, description="An existing thread; a new one is created if unset.")
+    max_wait_seconds: float = Field(default=600.0, gt=0, description="Deadline; past it the run is cancelled.")
+    run_parameters: dict[str, Any] = Field(default_factory=dict, description="Other create-run parameters.")
+
+    async def trigger(self) -> OpenAIAssistantJobRun:
+        """Create the run (and its thread when needed), record it, and return its job run."""
+        messages = [CreateMessageParams(content=text) for text in self.messages]
+        params = CreateRunParams(
+            assistant_id=self.assistant_id,
+            additional_messages=messages if self.thread_id else None,
+            **self.run_parameters,
+        )
+        client = self.credentials.get_async_client()
+        thread_id = self.thread_id or (await client.create_thread(messages=messages)).id
+        run = await client.create_run(thread_id, params)
+        await asyncio.to_thread(record_created, run)
+        return OpenAIAssistantJobRun(self, client, run)

@@ -204,3 +204,20 @@ def test_wait_for_runs_returns_all_completed(runs_emulator: RunsEmulator, creden
         return [str(r.status) for r in wait_for_runs(credentials, runs, max_wait_seconds=10)]
 
     assert asyncio.run(pipeline()) == ["completed"] * 5
+
+
+def test_wait_for_run_keeps_a_progress_artifact(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:
+    runs_emulator.add_script(RunScript(in_progress_seconds=1.5))
+
+    @flow
+    def pipeline() -> str:
+        run = create_thread_and_run(credentials, runs_emulator.default_assistant_id, ["hi"])
+        wait_for_run(credentials, run.thread_id, run.id, max_wait_seconds=3)
+        return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+
+    flow_run_id = pipeline()
+
+    [progress] = [a for a in flow_run_artifacts(flow_run_id) if a.type == "progress"]  # type: ignore[arg-type]
+    assert isinstance(progress.data, float)
+    assert 40.0 <= progress.data <= 100.0
+    assert "deadline 3s" in str(progress.description)

@@ -83,6 +83,7 @@ class RunFollower:
         max_wait_seconds: The deadline, counted from creation of the follower.
         schedule: Polling waits when the server gives no hint.
         on_change: Called once per status change, with the change and the run.
+        on_tick: Called with the elapsed seconds while waiting (each poll, and while a stream is quiet).
     """
 
     thread_id: str
@@ -90,6 +91,7 @@ class RunFollower:
     max_wait_seconds: float
     schedule: PollSchedule = field(default_factory=PollSchedule)
     on_change: StatusCallback | None = None
+    on_tick: Callable[[float], None] | None = None
     run: Run | None = None
     timeline: list[StatusChange] = field(default_factory=list)
     polls: int = 0
@@ -138,7 +140,13 @@ class RunFollower:
     def next_delay(self, hint_ms: int | None) -> float:
         """The wait before the next poll, never past the deadline."""
         self.polls += 1
+        self.tick()
         return min(self.schedule.delay(self.polls, hint_ms), self.remaining)
+
+    def tick(self) -> None:
+        """Report the elapsed time to ``on_tick``."""
+        if self.on_tick is not None:
+            self.on_tick(self.elapsed)
 
     def timeout_error(self) -> RunTimedOut:
         """The error for a passed deadline, carrying the last run seen."""
@@ -197,6 +205,7 @@ def _read_events_sync(follower: RunFollower, events: Iterator[StreamEvent]) -> N
         try:
             item = sink.get(timeout=min(QUEUE_WAIT, max(follower.remaining, 0.001)))
         except queue.Empty:
+            follower.tick()
             continue
         if not isinstance(item, StreamEvent):
             return

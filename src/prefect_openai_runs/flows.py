@@ -162,7 +162,9 @@ def run_assistant(
         try:
             run, events = start_run(client, thread_id, params, stream, key)
             tracker = RunTracker(run.id, max_wait_seconds)
-            follower = RunFollower(thread_id, run.id, max_wait_seconds, on_change=tracker.on_change)
+            follower = RunFollower(
+                thread_id, run.id, max_wait_seconds, on_change=tracker.on_change, on_tick=tracker.tick
+            )
             follower.observe(run)
             _follow_through_tools(client, follower, events, handlers, stream)
         except (RunTimedOut, ToolCallError) as exc:

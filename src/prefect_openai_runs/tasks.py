@@ -170,7 +170,12 @@ def wait_for_run(
     """
     tracker = RunTracker(run_id, max_wait_seconds)
     follower = RunFollower(
-        thread_id, run_id, max_wait_seconds, schedule=poll_schedule or PollSchedule(), on_change=tracker.on_change
+        thread_id,
+        run_id,
+        max_wait_seconds,
+        schedule=poll_schedule or PollSchedule(),
+        on_change=tracker.on_change,
+        on_tick=tracker.tick,
     )
     creds = resolve_credentials(credentials)
     with creds.get_client() as client:

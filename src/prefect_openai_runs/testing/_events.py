@@ -7,9 +7,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._state import STREAM_END
+from ._state import STREAM_END, status_event
 
-_END_EVENTS = frozenset(status.event for status in STREAM_END)
+_END_EVENTS = frozenset(status_event(status) for status in STREAM_END)
 DONE = b"event: done\ndata: [DONE]\n\n"
 
 

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prefect_openai_runs.models.status import RunStatus
+
 from . import _errors as errors
 from ._events import EventHub
 from ._objects import Message, RunStep, new_id, text_content
 from ._records import RequestLog
 from ._scripts import RunScript
-from ._state import CANCELLABLE, EXPIRABLE, TERMINAL, RunState, RunStatus
+from ._state import CANCELLABLE, EXPIRABLE, TERMINAL, RunState, status_event
 from ._store import Store
 
 S = RunStatus
@@ -81,7 +83,7 @@ class RunMachine:
         self.log.count("runs_created")
         data = run.to_api()
         self.hub.publish(run.id, "thread.run.created", data)
-        self.hub.publish(run.id, S.QUEUED.event, data)
+        self.hub.publish(run.id, status_event(S.QUEUED), data)
         track.expiry = self._later(run.expires_at_precise - self._clock(), run, self._expire)
         self._schedule(run, script.queued_seconds, self._begin)
 
@@ -248,7 +250,7 @@ class RunMachine:
             if thread is not None and thread.active_run_id == run.id:
                 thread.active_run_id = None
             self.log.count(f"runs_{status.value}")
-        self.hub.publish(run.id, status.event, run.to_api())
+        self.hub.publish(run.id, status_event(status), run.to_api())
 
     def _tool_step(self, run: RunState) -> RunStep | None:
         if run.tool_step_id is None:

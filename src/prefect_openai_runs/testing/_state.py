@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Final
 
+from prefect_openai_runs.models.status import RunStatus
 
-class RunStatus(str, Enum):
-    """The statuses of a run, as the API names them."""
 
-    QUEUED = "queued"
-    IN_PROGRESS = "in_progress"
-    REQUIRES_ACTION = "requires_action"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    COMPLETED = "completed"
-    INCOMPLETE = "incomplete"
-    EXPIRED = "expired"
-
-    @property
-    def event(self) -> str:
-        """The stream event announcing this status, e.g. ``thread.run.completed``."""
-        return f"thread.run.{self.value}"
+def status_event(status: RunStatus) -> str:
+    """The stream event announcing a status, e.g. ``thread.run.completed``."""
+    return f"thread.run.{status.value}"
 
 
 S = RunStatus

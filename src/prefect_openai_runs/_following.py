@@ -5,9 +5,13 @@ schedule and when to stop. The drivers (:func:`follow_sync`, :func:`follow_async
 read the run's event stream when one is given (learning the end within milliseconds with one
 request), and otherwise, or once the stream breaks, poll from the last known status.
 
-The polling schedule, when the server sends no ``openai-poll-after-ms`` hint, starts at 0.25 s and
-grows by half each poll up to 2 s (0.25, 0.375, 0.56, 0.84, 1.27, 1.9, 2, 2, ...): short runs are seen
-quickly, long ones cost one request every 2 s. No sleep ever ends past the deadline.
+The polling schedule, when the server sends no ``openai-poll-after-ms`` hint: one poll a second for
+the first ten polls (what the official SDK does, minus its poll right after the create, which can only
+say ``queued``), then waits growing by a quarter each poll up to 5 s (1.25, 1.56, 1.95, 2.44, ...):
+the typical run of a few seconds is seen within half a second on average, and a run of many minutes
+costs one request every 5 s instead of 60 a minute. A follower that already holds the run (from the
+create or the cancel) waits before its first poll. No sleep ever ends past the deadline. Measured
+in ``bench/``.
 """
 
 from __future__ import annotations
@@ -36,23 +40,28 @@ FALLBACK_ERRORS = (StreamError, APIConnectionError, InvalidResponseError)
 
 @dataclass(frozen=True)
 class PollSchedule:
-    """Waits between polls when the server gives no hint: ``initial * factor**n``, capped at ``cap``.
+    """Waits between polls when the server gives no hint.
+
+    The first ``steady_polls`` waits are ``initial``; after that each grows by ``factor``, up to ``cap``.
 
     Attributes:
-        initial: The first wait, in seconds.
-        factor: How much each wait grows.
+        initial: The first waits, in seconds.
+        factor: How much each later wait grows.
         cap: The longest wait, in seconds.
+        steady_polls: How many polls wait ``initial`` before the waits start growing.
     """
 
-    initial: float = 0.25
-    factor: float = 1.5
-    cap: float = 2.0
+    initial: float = 1.0
+    factor: float = 1.25
+    cap: float = 5.0
+    steady_polls: int = 10
 
     def delay(self, polls_done: int, hint_ms: int | None = None) -> float:
-        """The wait before the next poll: the server's hint when given, else the schedule."""
+        """The wait before poll number ``polls_done + 1``: the server's hint when given, else the schedule."""
         if hint_ms is not None:
             return max(0.0, hint_ms / 1000.0)
-        return float(min(self.cap, self.initial * self.factor ** max(0, polls_done - 1)))
+        growth = max(0, polls_done - self.steady_polls)
+        return float(min(self.cap, self.initial * self.factor**growth))
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,8 @@ def follow_sync(client: RunsClient, follower: RunFollower, events: Iterator[Stre
     """
     if events is not None:
         _read_events_sync(follower, events)
+    elif follower.run is not None and not follower.settled:
+        time.sleep(follower.next_delay(None))
     while True:
         if follower.settled:
             assert follower.run is not None
@@ -221,6 +232,8 @@ async def follow_async(
             await asyncio.wait_for(_read_events(follower, events), timeout=follower.remaining)
         except (*FALLBACK_ERRORS, asyncio.TimeoutError):
             pass
+    elif follower.run is not None and not follower.settled:
+        await asyncio.sleep(follower.next_delay(None))
     while True:
         if follower.settled:
             assert follower.run is not None
@@ -239,6 +252,10 @@ async def _read_events(follower: RunFollower, events: AsyncIterator[StreamEvent]
         follower.observe_event(event)
         if follower.settled:
             return
+
+
+CANCEL_SCHEDULE = PollSchedule(initial=0.05, factor=1.5, cap=1.0, steady_polls=2)
+"""Polling while a cancel finishes: servers take tens of milliseconds to a few seconds."""
 
 
 class CancelOutcome(str, Enum):
@@ -286,7 +303,7 @@ def cancel_sync(client: RunsClient, thread_id: str, run_id: str, wait_seconds: f
         requested = _requested_cancel(exc)
         run = client.get_run(thread_id, run_id)
     if not run.status.is_terminal:
-        follower = RunFollower(thread_id, run_id, wait_seconds, schedule=PollSchedule(0.05, 1.5, 1.0), run=run)
+        follower = RunFollower(thread_id, run_id, wait_seconds, schedule=CANCEL_SCHEDULE, run=run)
         try:
             run = follow_sync(client, follower)
         except RunTimedOut as exc:
@@ -303,7 +320,7 @@ async def cancel_async(client: AsyncRunsClient, thread_id: str, run_id: str, wai
         requested = _requested_cancel(exc)
         run = await client.get_run(thread_id, run_id)
     if not run.status.is_terminal:
-        follower = RunFollower(thread_id, run_id, wait_seconds, schedule=PollSchedule(0.05, 1.5, 1.0), run=run)
+        follower = RunFollower(thread_id, run_id, wait_seconds, schedule=CANCEL_SCHEDULE, run=run)
         try:
             run = await follow_async(client, follower)
         except RunTimedOut as exc:

@@ -181,13 +181,15 @@ def registered_runs(flow_run_id: UUID) -> list[RunRef]:
 
 
 def emit_status_event(change: StatusChange, run: Run) -> None:
-    """Emit ``openai.run.<status>`` about resource ``openai.run.<run_id>`` (related to the flow run)."""
+    """Emit ``openai.run.<status>`` about resource ``openai.run.<run_id>`` (related to the flow run).
+
+    Only inside a flow or task run: outside one there is no run to relate the event to, and emitting
+    would start Prefect's ephemeral server in a plain script.
+    """
     flow_run_id = current_flow_run_id()
-    related = (
-        [{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}]
-        if flow_run_id
-        else None
-    )
+    if flow_run_id is None:
+        return
+    related = [{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}]
     emit_event(
         event=f"openai.run.{change.status}",
         resource={

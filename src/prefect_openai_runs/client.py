@@ -135,7 +135,9 @@ class _ClientBase:
         return {
             "headers": self._headers,
             "timeout": self._timeout,
-            "limits": httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            # One connection per open event stream: keep as many alive as may be open at once, so that
+            # following a thousand runs never churns through new TCP connections.
+            "limits": httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
         }
 
     def _request(self, call: Call) -> dict[str, Any]:
@@ -323,8 +325,10 @@ class RunsClient(_ClientBase):
     def create_thread_and_run(self, params: CreateThreadAndRunParams | None = None, **options: Any) -> Run:
         """Create a thread and a run on it, as two requests so that a retry never leaves two runs."""
         thread_part, run_part = split_thread_and_run(params, options)
+        key = ops.new_idempotency_key()
+        ops.with_idempotency_key(run_part, key)  # metadata without room for the key fails before the thread exists
         thread = self.create_thread(thread_part)
-        return self.create_run(thread.id, run_part)
+        return self.create_run(thread.id, run_part, idempotency_key=key)
 
     def get_run(self, thread_id: str, run_id: str) -> Run:
         """Retrieve a run."""
@@ -386,8 +390,10 @@ class RunsClient(_ClientBase):
     ) -> Iterator[StreamEvent]:
         """Create a thread, then stream a run on it."""
         thread_part, run_part = split_thread_and_run(params, options)
+        key = ops.new_idempotency_key()
+        ops.with_idempotency_key(run_part, key)  # metadata without room for the key fails before the thread exists
         thread = self.create_thread(thread_part)
-        return self.stream_run(thread.id, run_part)
+        return self.stream_run(thread.id, run_part, idempotency_key=key)
 
     def stream_submit_tool_outputs(
         self, thread_id: str, run_id: str, outputs: SubmitToolOutputsParams | list[ToolOutput] | Mapping[str, str]
@@ -523,8 +529,10 @@ class AsyncRunsClient(_ClientBase):
     async def create_thread_and_run(self, params: CreateThreadAndRunParams | None = None, **options: Any) -> Run:
         """Create a thread and a run on it, as two requests so that a retry never leaves two runs."""
         thread_part, run_part = split_thread_and_run(params, options)
+        key = ops.new_idempotency_key()
+        ops.with_idempotency_key(run_part, key)  # metadata without room for the key fails before the thread exists
         thread = await self.create_thread(thread_part)
-        return await self.create_run(thread.id, run_part)
+        return await self.create_run(thread.id, run_part, idempotency_key=key)
 
     async def get_run(self, thread_id: str, run_id: str) -> Run:
         """Retrieve a run."""
@@ -586,8 +594,10 @@ class AsyncRunsClient(_ClientBase):
     ) -> AsyncIterator[StreamEvent]:
         """Create a thread, then stream a run on it."""
         thread_part, run_part = split_thread_and_run(params, options)
+        key = ops.new_idempotency_key()
+        ops.with_idempotency_key(run_part, key)  # metadata without room for the key fails before the thread exists
         thread = await self.create_thread(thread_part)
-        return self.stream_run(thread.id, run_part)
+        return self.stream_run(thread.id, run_part, idempotency_key=key)
 
     def stream_submit_tool_outputs(
         self, thread_id: str, run_id: str, outputs: SubmitToolOutputsParams | list[ToolOutput] | Mapping[str, str]

@@ -37,7 +37,7 @@ LONG = RunScript(queued_seconds=0.01, in_progress_seconds=60.0)
 def test_completed_run_returns_it_with_its_artifact(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials, stream: bool
 ) -> None:
-    runs_emulator.add_script(RunScript(in_progress_seconds=0.6, reply_text="The answer is 42.", usage=(30, 12)))
+    runs_emulator.add_script(RunScript(in_progress_seconds=1.5, reply_text="The answer is 42.", usage=(30, 12)))
 
     run = run_assistant(credentials, runs_emulator.default_assistant_id, messages=["What is it?"], stream=stream)
 

@@ -221,3 +221,23 @@ def test_wait_for_run_keeps_a_progress_artifact(runs_emulator: RunsEmulator, cre
     assert isinstance(progress.data, float)
     assert 40.0 <= progress.data <= 100.0
     assert "deadline 3s" in str(progress.description)
+
+
+def test_azure_style_key_header_and_api_version(runs_emulator: RunsEmulator) -> None:
+    azure = OpenAICredentials(
+        api_key=runs_emulator.api_key,
+        api_key_header="api-key",
+        base_url=runs_emulator.base_url,
+        default_query={"api-version": "2024-05-01-preview"},
+    )
+
+    @flow
+    def pipeline() -> str:
+        run = create_thread_and_run(azure, runs_emulator.default_assistant_id, ["hi"])
+        return str(wait_for_run(azure, run.thread_id, run.id, max_wait_seconds=10).status)
+
+    assert pipeline() == "completed"
+    for request in runs_emulator.requests:
+        headers = {name.lower() for name in request.headers}
+        assert "api-key" in headers and "authorization" not in headers
+        assert "api-version=2024-05-01-preview" in request.query

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from prefect_openai_runs._following import RunFollower, StatusChange, cancel_async, follow_async
-from prefect_openai_runs._lifecycle import log_cancel, outcome_error
+from prefect_openai_runs._lifecycle import describe_cancel, log_cancel, outcome_error
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import RunRef, emit_status_event
 from prefect_openai_runs.client import AsyncRunsClient
@@ -19,13 +20,28 @@ def _on_change(change: StatusChange, run: Run) -> None:
     emit_status_event(change, run)
 
 
+@dataclass
+class FanOut:
+    """What following many runs found.
+
+    Attributes:
+        followers: One per run, in the order given: its last known state and observed timeline.
+        failure: The first failure, or ``None`` when every run completed.
+        notes: For each run this cancelled, why and how the cancel ended.
+    """
+
+    followers: list[RunFollower]
+    failure: BaseException | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
 async def follow_many(
     client: AsyncRunsClient,
     refs: Sequence[RunRef],
     max_wait_seconds: float,
     fail_fast: bool = True,
     cancel_wait_seconds: float = 30.0,
-) -> tuple[list[Run], BaseException | None]:
+) -> FanOut:
     """Follow every run concurrently (one coroutine each, no thread, no task run per poll).
 
     With ``fail_fast``, the first run that does not complete (or whose following fails) stops the
@@ -33,7 +49,8 @@ async def follow_many(
     deadline, every run still active is cancelled.
 
     Returns:
-        The last known state of every run, in the order given, and the first failure (or ``None``).
+        Every run's follower (a run never seen, because its first poll failed, has ``run`` None), the
+        first failure, and the notes of the cancels.
     """
     followers = [RunFollower(ref.thread_id, ref.run_id, max_wait_seconds, on_change=_on_change) for ref in refs]
     pending = {asyncio.ensure_future(follow_async(client, follower)): follower for follower in followers}
@@ -52,9 +69,10 @@ async def follow_many(
         for future in pending:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+    notes: dict[str, str] = {}
     if first_failure is not None:
-        await cancel_active(client, followers, _sibling_reason(first_failure), cancel_wait_seconds)
-    return [_last_run(follower) for follower in followers], first_failure
+        notes = await cancel_active(client, followers, _sibling_reason(first_failure), cancel_wait_seconds)
+    return FanOut(followers, first_failure, notes)
 
 
 def _sibling_reason(failure: BaseException) -> str:
@@ -67,8 +85,13 @@ def _sibling_reason(failure: BaseException) -> str:
 
 async def cancel_active(
     client: AsyncRunsClient, followers: Sequence[RunFollower], reason: str, wait_seconds: float
-) -> None:
-    """Cancel, concurrently, every followed run not known to be terminal, and record the results."""
+) -> dict[str, str]:
+    """Cancel, concurrently, every followed run not known to be terminal.
+
+    Returns:
+        For each run cancelled, the reason and how the cancel ended.
+    """
+    notes: dict[str, str] = {}
 
     async def cancel_one(follower: RunFollower) -> None:
         try:
@@ -78,12 +101,8 @@ async def cancel_active(
             return
         log_cancel(result, reason)
         follower.observe(result.run)
+        notes[follower.run_id] = f"{reason}; {describe_cancel(result)}"
 
     active = [f for f in followers if f.run is None or not f.run.status.is_terminal]
     await asyncio.gather(*(cancel_one(follower) for follower in active))
-
-
-def _last_run(follower: RunFollower) -> Run:
-    if follower.run is None:
-        raise RuntimeError(f"run {follower.run_id} was never seen")
-    return follower.run
+    return notes

@@ -73,6 +73,7 @@ class Reply:
 def build_headers(
     *,
     api_key: str,
+    api_key_header: str = "Authorization",
     organization: str | None,
     project: str | None,
     extra: Mapping[str, str] | None,
@@ -82,7 +83,8 @@ def build_headers(
     A user's ``extra`` headers come last, so an Assistants-compatible server that wants an
     ``api-key`` header (Azure style) gets it.
     """
-    headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, **BETA_HEADER}
+    auth = f"Bearer {api_key}" if api_key_header.lower() == "authorization" else api_key
+    headers = {api_key_header: auth, "User-Agent": USER_AGENT, **BETA_HEADER}
     if organization:
         headers["OpenAI-Organization"] = organization
     if project:
@@ -192,7 +194,7 @@ def reply_from_response(response: httpx.Response) -> Reply:
     request_id = response.headers.get("x-request-id")
     try:
         body = json.loads(response.content)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's limit
         kind = response.headers.get("content-type", "unknown content type")
         raise InvalidResponseError(
             f"expected JSON from {response.request.method} {response.request.url.path}, got {kind} "
@@ -201,7 +203,8 @@ def reply_from_response(response: httpx.Response) -> Reply:
             request_id=request_id,
         ) from exc
     hint = response.headers.get(POLL_HINT_HEADER)
-    return Reply(body=body, request_id=request_id, poll_after_ms=int(hint) if hint and hint.isdigit() else None)
+    poll_after_ms = int(hint) if hint and hint.isascii() and hint.isdigit() else None  # isdigit() alone accepts '²'
+    return Reply(body=body, request_id=request_id, poll_after_ms=poll_after_ms)
 
 
 def transport_error(exc: httpx.HTTPError, call: Call, secrets: list[str]) -> APIConnectionError:

@@ -87,7 +87,7 @@ def render_markdown(run: Run, timeline: Sequence[StatusChange], reason: str, rep
         lines.append(f"**Incomplete because:** `{run.incomplete_details.reason}`")
     lines += [
         "",
-        "| | |",
+        "| Field | Value |",
         "|---|---|",
         f"| Thread | `{run.thread_id}` |",
         f"| Run | `{run.id}` |",

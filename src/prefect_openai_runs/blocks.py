@@ -23,6 +23,7 @@ class OpenAICredentials(CredentialsBlock):
 
     Attributes:
         api_key: The API key.
+        api_key_header: The header that carries it (``Authorization`` or Azure-style ``api-key``).
         organization: Organization id, sent as ``OpenAI-Organization``.
         project: Project id, sent as ``OpenAI-Project``.
         base_url: The API's base URL, ending in ``/v1``.
@@ -53,6 +54,14 @@ class OpenAICredentials(CredentialsBlock):
         default=None,
         title="API key",
         description="The OpenAI API key. When not set, the OPENAI_API_KEY environment variable is used.",
+    )
+    api_key_header: str = Field(
+        default="Authorization",
+        title="API key header",
+        description=(
+            "The header that carries the key: Authorization (sent as 'Bearer <key>', OpenAI) or api-key "
+            "(sent as is, Azure-style servers)."
+        ),
     )
     organization: str | None = Field(
         default=None, description="Organization id, sent as the OpenAI-Organization header."
@@ -105,6 +114,7 @@ class OpenAICredentials(CredentialsBlock):
     def _client_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
         options: dict[str, Any] = {
             "api_key": self.resolved_api_key(),
+            "api_key_header": self.api_key_header,
             "base_url": self.base_url,
             "organization": self.organization,
             "project": self.project,

@@ -103,6 +103,7 @@ class _ClientBase:
         self,
         *,
         api_key: SecretStr | str,
+        api_key_header: str = "Authorization",
         base_url: str = DEFAULT_BASE_URL,
         organization: str | None = None,
         project: str | None = None,
@@ -126,7 +127,13 @@ class _ClientBase:
         self._secrets = secret_values(key, *(default_headers or {}).values())
         self._default_query = dict(default_query or {})
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._headers = build_headers(api_key=key, organization=organization, project=project, extra=default_headers)
+        self._headers = build_headers(
+            api_key=key,
+            api_key_header=api_key_header,
+            organization=organization,
+            project=project,
+            extra=default_headers,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, organization={self.organization!r})"
@@ -142,12 +149,17 @@ class _ClientBase:
 
     def _request(self, call: Call) -> dict[str, Any]:
         params = {**self._default_query, **(call.params or {})}
-        return {
+        request: dict[str, Any] = {
             "method": call.method,
             "url": f"{self.base_url}{call.path}",
             "params": params or None,
             "json": call.json,
         }
+        if call.stream:
+            # A stream is quiet while a run thinks; its reader is bounded by the follower's deadline
+            # instead, so only connecting and writing keep the client's timeout.
+            request["timeout"] = httpx.Timeout(self._timeout.connect, read=None, write=self._timeout.write)
+        return request
 
     def _check(self, response: httpx.Response, body_text: str | None = None) -> None:
         try:
@@ -196,6 +208,8 @@ class RunsClient(_ClientBase):
 
     Args:
         api_key: The API key (kept out of every message and repr).
+        api_key_header: The header that carries the key: ``Authorization`` (as ``Bearer <key>``) or,
+            for Azure-style servers, ``api-key`` (the key as is).
         base_url: The API's base URL, ending in ``/v1``.
         organization: Sent as ``OpenAI-Organization`` when set.
         project: Sent as ``OpenAI-Project`` when set.

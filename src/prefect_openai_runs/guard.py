@@ -19,10 +19,10 @@ Example:
 """
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from prefect import flow
@@ -53,23 +53,28 @@ _REASONS_BY_STATE = {
 }
 
 
-def cancel_flow_run_openai_runs(
-    credentials: OpenAICredentials | str, flow_run_id: UUID, reason: str, wait_seconds: float = 30.0
+def cancel_runs(
+    credentials: OpenAICredentials | str,
+    refs: Sequence[RunRef],
+    reason: str,
+    wait_seconds: float = 30.0,
+    flow_run_id: UUID | None = None,
 ) -> list[CancelResult]:
-    """Cancel, concurrently, every run our tasks and flows created in a flow run that is still active.
+    """Cancel the given runs concurrently (safe in every state), log and record each cancel.
 
-    Runs that already ended are left as they are (their artifact is not rewritten).
+    Runs that had already ended are left as they are (their artifact is not rewritten); a run that
+    no longer exists is logged as a warning.
 
     Args:
         credentials: The credentials block, or the name of a saved one.
-        flow_run_id: The flow run whose runs to cancel.
+        refs: The runs.
         reason: Why, for the logs and the run artifacts.
         wait_seconds: How long to wait for each cancel to finish.
+        flow_run_id: The flow run the artifacts belong to (default: the current one).
 
     Returns:
-        One result per recorded run.
+        One result per run that could be reached.
     """
-    refs = registered_runs(flow_run_id)
     if not refs:
         return []
     creds = resolve_credentials(credentials)
@@ -97,6 +102,25 @@ def cancel_flow_run_openai_runs(
     return results
 
 
+def cancel_flow_run_openai_runs(
+    credentials: OpenAICredentials | str, flow_run_id: UUID, reason: str, wait_seconds: float = 30.0
+) -> list[CancelResult]:
+    """Cancel every run our tasks and flows created in a flow run that is still active.
+
+    The runs are read back from the Prefect server (the run artifacts), so this works from any process.
+
+    Args:
+        credentials: The credentials block, or the name of a saved one.
+        flow_run_id: The flow run whose runs to cancel.
+        reason: Why, for the logs and the run artifacts.
+        wait_seconds: How long to wait for each cancel to finish.
+
+    Returns:
+        One result per recorded run that could be reached.
+    """
+    return cancel_runs(credentials, registered_runs(flow_run_id), reason, wait_seconds, flow_run_id)
+
+
 def cancel_runs_hook(credentials: OpenAICredentials | str, wait_seconds: float = 30.0) -> FlowHook:
     """A flow hook (``on_failure``, ``on_cancellation``, ``on_crashed``) that cancels the flow run's OpenAI runs.
 
@@ -110,10 +134,18 @@ def cancel_runs_hook(credentials: OpenAICredentials | str, wait_seconds: float =
     return hook
 
 
-def cancel_runs_hooks(credentials: OpenAICredentials | str, wait_seconds: float = 30.0) -> dict[str, list[FlowHook]]:
+class CancelRunsHooks(TypedDict):
+    """The ``@flow`` keyword arguments :func:`cancel_runs_hooks` returns."""
+
+    on_failure: list[FlowHook]
+    on_cancellation: list[FlowHook]
+    on_crashed: list[FlowHook]
+
+
+def cancel_runs_hooks(credentials: OpenAICredentials | str, wait_seconds: float = 30.0) -> CancelRunsHooks:
     """The three hooks as ``@flow`` keyword arguments: ``@flow(**cancel_runs_hooks("openai"))``."""
     hook = cancel_runs_hook(credentials, wait_seconds)
-    return {"on_failure": [hook], "on_cancellation": [hook], "on_crashed": [hook]}
+    return CancelRunsHooks(on_failure=[hook], on_cancellation=[hook], on_crashed=[hook])
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_openai_runs._fanout import follow_many
+from prefect_openai_runs._fanout import FanOut, follow_many
 from prefect_openai_runs._following import PollSchedule, RunFollower, cancel_sync, follow_sync
 from prefect_openai_runs._lifecycle import (
     RunTracker,
@@ -31,6 +31,7 @@ from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import RunRef, record_created, write_run_artifact
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.exceptions import RunTimedOut
+from prefect_openai_runs.guard import cancel_runs
 from prefect_openai_runs.models import (
     CreateMessageParams,
     CreateRunParams,
@@ -298,20 +299,27 @@ def wait_for_runs(
     refs = [RunRef(r.thread_id, r.id) if isinstance(r, Run) else RunRef(*r) for r in runs]
     creds = resolve_credentials(credentials)
 
-    async def follow() -> tuple[list[Run], BaseException | None]:
+    async def follow() -> FanOut:
         async with creds.get_async_client() as client:
             return await follow_many(client, refs, max_wait_seconds, fail_fast)
 
-    outcome: tuple[list[Run], BaseException | None] | None = run_coro_as_sync(follow())
+    try:
+        outcome: FanOut | None = run_coro_as_sync(follow())
+    except BaseException as exc:
+        # A signal or a flow timeout lands here, not in the loop that follows the runs: cancel them all.
+        cancel_runs(creds, refs, cancel_reason(exc))
+        raise
     if outcome is None:
         raise RuntimeError("following the runs returned nothing")
-    final, failure = outcome
-    for run in final:
-        if run.status.is_terminal:
-            write_run_artifact(run, [], f"ended {run.status}")
-    if failure is not None:
-        get_logger().error("Waiting for %d runs failed: %s", len(refs), failure)
-        raise failure
+    for follower in outcome.followers:
+        run = follower.run
+        if run is not None and run.status.is_terminal:
+            reason = outcome.notes.get(run.id, f"ended {run.status}")
+            write_run_artifact(run, follower.timeline, reason)
+    if outcome.failure is not None:
+        get_logger().error("Waiting for %d runs failed: %s", len(refs), outcome.failure)
+        raise outcome.failure
+    final = [follower.run for follower in outcome.followers if follower.run is not None]
     for run in final:
         error = outcome_error(run)
         if error is not None:

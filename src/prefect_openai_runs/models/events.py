@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SkipValidation
 
 from prefect_openai_runs.models.errors import ErrorDetail
 from prefect_openai_runs.models.runs import Run
@@ -26,7 +26,7 @@ class StreamEvent(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     event: str
-    data: Run | RunStep | Message | Thread | ErrorDetail | dict[str, Any] | None = None
+    data: SkipValidation[Run | RunStep | Message | Thread | ErrorDetail | dict[str, Any] | None] = None
 
     @property
     def run(self) -> Run | None:

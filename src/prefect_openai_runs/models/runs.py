@@ -97,7 +97,7 @@ class Run(APIObject):
     max_completion_tokens: int | None = None
     truncation_strategy: TruncationStrategy | None = None
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
 
     @property

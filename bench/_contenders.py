@@ -1,0 +1,253 @@
+"""The contenders of W1 (detection) and W2 (cancel): the official SDK and ours, each as a user would write it.
+
+Each contender is an async function taking one :class:`PlannedRun` and returning what the caller saw:
+the run id, its final status, and ``time.time()`` at the moments that matter. They are driven
+concurrently (one coroutine per run) from one event loop, one shared client per contender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from _common import PlannedRun
+from _proto import cancel_async_known_start, follow_async_known_start
+from openai import AsyncOpenAI
+
+from prefect_openai_runs._following import PollSchedule, RunFollower, cancel_async, follow_async
+from prefect_openai_runs.client import AsyncRunsClient
+from prefect_openai_runs.exceptions import RunTimedOut
+from prefect_openai_runs.models import Run, StreamEvent
+
+
+@dataclass
+class Seen:
+    """What a caller saw of one run."""
+
+    thread_id: str
+    run_id: str | None
+    status: str | None
+    have_at: float | None = None
+    """``time.time()`` when the caller held the final run (W1)."""
+    deadline_at: float | None = None
+    """``time.time()`` of the caller's 1 s deadline (W2)."""
+    error: str | None = None
+
+
+Contender = Callable[[PlannedRun], Awaitable[Seen]]
+
+
+@dataclass
+class Clients:
+    """One SDK client and one of ours, pointed at the emulator."""
+
+    sdk: AsyncOpenAI
+    ours: AsyncRunsClient
+    ours_httpx2: AsyncRunsClient
+    """Prototype: our client over ``httpx2`` (the SDK's HTTP stack), passed as ``http_client``."""
+    assistant_id: str
+
+    @classmethod
+    def open(cls, base_url: str, api_key: str, assistant_id: str) -> Clients:
+        ours = AsyncRunsClient(api_key=api_key, base_url=base_url)
+        return cls(
+            sdk=AsyncOpenAI(api_key=api_key, base_url=base_url),
+            ours=ours,
+            ours_httpx2=AsyncRunsClient(
+                api_key=api_key,
+                base_url=base_url,
+                # The same headers, timeout and limits as AsyncRunsClient._http_options(), in httpx2's types.
+                http_client=httpx2.AsyncClient(  # type: ignore[arg-type]
+                    headers=ours._headers,
+                    timeout=60.0,
+                    limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=200),
+                ),
+            ),
+            assistant_id=assistant_id,
+        )
+
+    async def close(self) -> None:
+        await self.sdk.close()
+        await self.ours.aclose()
+        await self.ours_httpx2.aclose()
+
+
+# -- W1: detection ----------------------------------------------------------------------------------
+
+
+def w1_sdk(c: Clients) -> Contender:
+    """``runs.create_and_poll``: 1 s polls (or the server's hint; the emulator sends none here)."""
+
+    async def one(p: PlannedRun) -> Seen:
+        run = await c.sdk.beta.threads.runs.create_and_poll(
+            thread_id=p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key}
+        )
+        return Seen(p.thread_id, run.id, run.status, have_at=time.time())
+
+    return one
+
+
+async def start_streamed(c: Clients, p: PlannedRun, max_wait: float) -> tuple[RunFollower, Any]:
+    """What ``flows.run_assistant`` does: stream the create, read up to the first run event, follow it."""
+    events = c.ours.stream_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
+    first: Run | None = None
+    async for event in events:
+        assert isinstance(event, StreamEvent)
+        if event.run is not None:
+            first = event.run
+            break
+    if first is None:
+        raise RuntimeError("the stream ended before any run event")
+    follower = RunFollower(p.thread_id, first.id, max_wait)
+    follower.observe(first)
+    return follower, events
+
+
+def w1_ours_stream(c: Clients) -> Contender:
+    """``AsyncRunsClient.stream_run`` + ``follow_async`` with the event iterator."""
+
+    async def one(p: PlannedRun) -> Seen:
+        follower, events = await start_streamed(c, p, 120.0)
+        run = await follow_async(c.ours, follower, events)
+        return Seen(p.thread_id, run.id, run.status.value, have_at=time.time())
+
+    return one
+
+
+def w1_ours_poll(
+    c: Clients, schedule: PollSchedule | None = None, known_start: bool = False, httpx2: bool = False
+) -> Contender:
+    """``create_run`` + ``follow_async`` without events (what the ``wait_for_run`` task does).
+
+    ``known_start`` uses the prototype (:mod:`_proto`) that does not poll right after the create;
+    ``httpx2`` our client over the SDK's HTTP stack.
+    """
+    client = c.ours_httpx2 if httpx2 else c.ours
+
+    async def one(p: PlannedRun) -> Seen:
+        run = await client.create_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
+        follower = RunFollower(p.thread_id, run.id, 120.0, schedule=schedule or PollSchedule())
+        follower.observe(run)
+        if known_start:
+            final = await follow_async_known_start(client, follower)
+        else:
+            final = await follow_async(client, follower)
+        return Seen(p.thread_id, final.id, final.status.value, have_at=time.time())
+
+    return one
+
+
+# -- W2: cancel at a 1 s deadline ---------------------------------------------------------------------
+
+DEADLINE = 1.0
+
+
+def w2_sdk_best(c: Clients) -> Contender:
+    """The SDK's best effort: ``runs.create`` (to learn the id), ``asyncio.wait_for(runs.poll(...), 1)``,
+    then ``runs.cancel`` on timeout. The cancel is not awaited to its end (the SDK has no helper for that)."""
+
+    async def one(p: PlannedRun) -> Seen:
+        run = await c.sdk.beta.threads.runs.create(
+            thread_id=p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key}
+        )
+        deadline_at = time.time() + DEADLINE
+        try:
+            final = await asyncio.wait_for(c.sdk.beta.threads.runs.poll(run.id, thread_id=p.thread_id), DEADLINE)
+            return Seen(p.thread_id, run.id, final.status, deadline_at=deadline_at)
+        except asyncio.TimeoutError:
+            cancelled = await c.sdk.beta.threads.runs.cancel(run.id, thread_id=p.thread_id)
+            return Seen(p.thread_id, run.id, cancelled.status, deadline_at=deadline_at)
+
+    return one
+
+
+def w2_sdk_naive(c: Clients) -> Contender:
+    """What most SDK code does: ``asyncio.wait_for(create_and_poll(...), 1)``; the run id is never known,
+    so nothing can be cancelled."""
+
+    async def one(p: PlannedRun) -> Seen:
+        deadline_at = time.time() + DEADLINE
+        try:
+            run = await asyncio.wait_for(
+                c.sdk.beta.threads.runs.create_and_poll(
+                    thread_id=p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key}
+                ),
+                DEADLINE,
+            )
+            return Seen(p.thread_id, run.id, run.status, deadline_at=deadline_at)
+        except asyncio.TimeoutError:
+            return Seen(p.thread_id, None, "timed out (run id unknown)", deadline_at=deadline_at)
+
+    return one
+
+
+async def _follow_then_cancel(client: AsyncRunsClient, follower: RunFollower, events: Any, deadline_at: float) -> Seen:
+    """``follow_async`` to the deadline, then ``cancel_async``: what ``wait_for_run`` and the flows do."""
+    try:
+        run = await follow_async(client, follower, events)
+        return Seen(follower.thread_id, run.id, run.status.value, deadline_at=deadline_at)
+    except RunTimedOut:
+        result = await cancel_async(client, follower.thread_id, follower.run_id, wait_seconds=30.0)
+        return Seen(follower.thread_id, follower.run_id, result.run.status.value, deadline_at=deadline_at)
+
+
+def w2_ours_poll(c: Clients, httpx2: bool = False) -> Contender:
+    """``create_run`` + ``follow_async(max_wait_seconds=1)`` + ``cancel_async`` (the ``wait_for_run`` task)."""
+    client = c.ours_httpx2 if httpx2 else c.ours
+
+    async def one(p: PlannedRun) -> Seen:
+        run = await client.create_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
+        follower = RunFollower(p.thread_id, run.id, DEADLINE)
+        deadline_at = time.time() + DEADLINE
+        follower.observe(run)
+        return await _follow_then_cancel(client, follower, None, deadline_at)
+
+    return one
+
+
+def w2_ours_poll_proto(c: Clients) -> Contender:
+    """:func:`w2_ours_poll` with the :mod:`_proto` follow and cancel (no poll right after create or cancel)."""
+
+    async def one(p: PlannedRun) -> Seen:
+        run = await c.ours.create_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
+        follower = RunFollower(p.thread_id, run.id, DEADLINE)
+        deadline_at = time.time() + DEADLINE
+        follower.observe(run)
+        try:
+            final = await follow_async_known_start(c.ours, follower)
+            return Seen(p.thread_id, final.id, final.status.value, deadline_at=deadline_at)
+        except RunTimedOut:
+            result = await cancel_async_known_start(c.ours, p.thread_id, run.id, wait_seconds=30.0)
+            return Seen(p.thread_id, run.id, result.run.status.value, deadline_at=deadline_at)
+
+    return one
+
+
+def w2_ours_stream(c: Clients) -> Contender:
+    """``stream_run`` + ``follow_async(events, max_wait_seconds=1)`` + ``cancel_async`` (``run_assistant``)."""
+
+    async def one(p: PlannedRun) -> Seen:
+        follower, events = await start_streamed(c, p, DEADLINE)
+        deadline_at = time.time() + follower.remaining
+        try:
+            return await _follow_then_cancel(c.ours, follower, events, deadline_at)
+        finally:
+            await events.aclose()
+
+    return one
+
+
+async def drive(contender: Contender, plan: list[PlannedRun]) -> list[Seen]:
+    """Start every run at once and wait for all; a failure is recorded, not raised."""
+
+    async def guarded(p: PlannedRun) -> Seen:
+        try:
+            return await contender(p)
+        except Exception as exc:
+            return Seen(p.thread_id, None, None, error=f"{type(exc).__name__}: {exc}"[:300])
+
+    return list(await asyncio.gather(*(guarded(p) for p in plan)))

@@ -10,8 +10,9 @@ the first ten polls (what the official SDK does, minus its poll right after the 
 say ``queued``), then waits growing by a quarter each poll up to 5 s (1.25, 1.56, 1.95, 2.44, ...):
 the typical run of a few seconds is seen within half a second on average, and a run of many minutes
 costs one request every 5 s instead of 60 a minute. A follower that already holds the run (from the
-create or the cancel) waits before its first poll. No sleep ever ends past the deadline. Measured
-in ``bench/``.
+create or the cancel) waits before its first poll. No sleep ever ends past the deadline, and at the
+deadline no last poll is spent: the cancel that follows tells whether the run had ended meanwhile
+(see :func:`completed_after_all`). Measured in ``bench/``.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ def follow_sync(client: RunsClient, follower: RunFollower, events: Iterator[Stre
         if follower.settled:
             assert follower.run is not None
             return follower.run
+        if follower.timed_out and follower.run is not None:
+            raise follower.timeout_error()
         run, hint = client.poll_run(follower.thread_id, follower.run_id)
         follower.observe(run)
         if follower.settled:
@@ -238,6 +241,8 @@ async def follow_async(
         if follower.settled:
             assert follower.run is not None
             return follower.run
+        if follower.timed_out and follower.run is not None:
+            raise follower.timeout_error()
         run, hint = await client.poll_run(follower.thread_id, follower.run_id)
         follower.observe(run)
         if follower.settled:
@@ -277,6 +282,11 @@ class CancelResult:
 
     outcome: CancelOutcome
     run: Run
+
+
+def completed_after_all(result: CancelResult) -> bool:
+    """Whether a cancel found the run had completed by itself (e.g. in the last moments before a deadline)."""
+    return result.outcome is CancelOutcome.ALREADY_ENDED and result.run.status is RunStatus.COMPLETED
 
 
 def _cancel_outcome(requested: bool, run: Run) -> CancelResult:

@@ -31,6 +31,7 @@ from prefect_openai_runs._http import (
     reply_from_response,
     transport_error,
 )
+from prefect_openai_runs._pool import ShardedAsyncTransport
 from prefect_openai_runs._secrets import secret_values
 from prefect_openai_runs._sse import SSEDecoder
 from prefect_openai_runs.exceptions import APIConnectionError, OpenAIRunsError, StreamError
@@ -422,7 +423,11 @@ class AsyncRunsClient(_ClientBase):
 
     def __init__(self, *, http_client: httpx.AsyncClient | None = None, **options: Any) -> None:
         super().__init__(**options)
-        self._http = http_client or httpx.AsyncClient(**self._http_options())
+        if http_client is None:
+            options = self._http_options()
+            transport = ShardedAsyncTransport(options.pop("limits"))
+            http_client = httpx.AsyncClient(**options, transport=transport)
+        self._http = http_client
 
     async def __aenter__(self) -> AsyncRunsClient:
         return self

@@ -14,7 +14,7 @@ from typing import Any
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_openai_runs._following import RunFollower, cancel_sync, follow_sync
+from prefect_openai_runs._following import CancelResult, RunFollower, cancel_sync, completed_after_all, follow_sync
 from prefect_openai_runs._lifecycle import (
     RunTracker,
     cancel_reason,
@@ -175,13 +175,15 @@ def run_assistant(
         finally:
             follower = follower or _recover(client, thread_id, key, max_wait_seconds)
             if follower is not None:
-                final, reason, cancel_note = _conclude(client, follower, failure, cancel_wait_seconds)
+                final, reason, cancel = _conclude(client, follower, failure, cancel_wait_seconds)
             if tracker is not None and follower is not None:
                 tracker.tick(follower.elapsed, force=True)
+    if isinstance(failure, RunTimedOut) and cancel is not None and completed_after_all(cancel):
+        return final  # it completed just before the deadline; the cancel found it so
     if isinstance(failure, ToolCallError):
         raise ToolCallError(final, failure.reason, failure.function_name) from failure
     if isinstance(failure, RunTimedOut):
-        raise RunTimedOut(final, f"{failure.reason}; {cancel_note}")
+        raise RunTimedOut(final, f"{failure.reason}; {describe_cancel(cancel) if cancel else 'not cancelled'}")
     error = outcome_error(final, reason)
     if error is not None:
         raise error
@@ -201,27 +203,26 @@ def _recover(client: RunsClient, thread_id: str, key: str, max_wait_seconds: flo
 
 def _conclude(
     client: RunsClient, follower: RunFollower, failure: BaseException | None, cancel_wait_seconds: float
-) -> tuple[Run, str | None, str | None]:
+) -> tuple[Run, str | None, CancelResult | None]:
     """Cancel the run if it is still active, write its artifact; say why it ended and how the cancel went."""
     run = follower.run
     if run is None:
         run = client.get_run(follower.thread_id, follower.run_id)
         follower.observe(run)
     reason: str | None = None
-    note: str | None = None
+    result: CancelResult | None = None
     if not run.status.is_terminal:
         cause = cancel_reason(failure)
         result = cancel_sync(client, run.thread_id, run.id, cancel_wait_seconds)
         log_cancel(result, cause)
         follower.observe(result.run)
         run = result.run
-        note = describe_cancel(result)
-        reason = f"{cause}; {note}"
+        reason = f"{cause}; {describe_cancel(result)}"
     elif isinstance(failure, RunOutcomeError):
         reason = failure.reason
     reply = read_reply(client, run.thread_id, run.id) if run.status is RunStatus.COMPLETED else None
     write_run_artifact(run, follower.timeline, reason or f"ended {run.status}", reply)
-    return run, reason, note
+    return run, reason, result
 
 
 @flow(name="run-assistant-fan-out", description="Run one assistant on many prompts at once; fail fast.")

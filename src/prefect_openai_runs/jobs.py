@@ -23,7 +23,7 @@ from typing import Any
 from prefect.blocks.abstract import JobBlock, JobRun
 from pydantic import Field, HttpUrl
 
-from prefect_openai_runs._following import RunFollower, cancel_async, follow_async
+from prefect_openai_runs._following import RunFollower, cancel_async, completed_after_all, follow_async
 from prefect_openai_runs._lifecycle import cancel_reason, describe_cancel, log_cancel, outcome_error
 from prefect_openai_runs._recording import record_created, write_run_artifact
 from prefect_openai_runs.blocks import OpenAICredentials
@@ -54,8 +54,13 @@ class OpenAIAssistantJobRun(JobRun[str]):
             reason = f"ended {self.run.status}"
         except RunTimedOut as exc:
             result = await cancel_async(self._client, self.run.thread_id, self.run.id, 30.0)
-            log_cancel(result, cancel_reason(exc))
             self.run = result.run
+            if completed_after_all(result):
+                await asyncio.to_thread(
+                    write_run_artifact, self.run, follower.timeline, "completed just before the deadline"
+                )
+                return
+            log_cancel(result, cancel_reason(exc))
             reason = f"{cancel_reason(exc)}; {describe_cancel(result)}"
             await asyncio.to_thread(write_run_artifact, self.run, follower.timeline, reason)
             raise RunTimedOut(self.run, exc.reason) from None

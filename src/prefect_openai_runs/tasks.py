@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs._fanout import FanOut, follow_many
-from prefect_openai_runs._following import PollSchedule, RunFollower, cancel_sync, follow_sync
+from prefect_openai_runs._following import PollSchedule, RunFollower, cancel_sync, completed_after_all, follow_sync
 from prefect_openai_runs._lifecycle import (
     RunTracker,
     cancel_reason,
@@ -187,6 +187,9 @@ def wait_for_run(
                 raise
             reason = cancel_reason(exc)
             result = cancel_sync(client, thread_id, run_id, wait_seconds=30.0)
+            if completed_after_all(result):
+                write_run_artifact(result.run, follower.timeline, "completed just before the deadline")
+                return result.run
             log_cancel(result, reason)
             write_run_artifact(result.run, follower.timeline, f"{reason}; {describe_cancel(result)}")
             raise RunTimedOut(result.run, exc.reason) from None

@@ -18,6 +18,7 @@ from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.client import RunsClient
 from prefect_openai_runs.exceptions import (
     APIConnectionError,
+    InternalServerError,
     InvalidResponseError,
     RunCancelled,
     RunExpired,
@@ -84,7 +85,7 @@ def start_run(
                 if event.run is not None:
                     run = event.run
                     break
-        except (StreamError, APIConnectionError, InvalidResponseError) as exc:
+        except (StreamError, APIConnectionError, InvalidResponseError, InternalServerError) as exc:
             get_logger().warning("Streaming the new run failed (%s); looking it up and polling instead", exc)
             events = None
             run = client.find_run(thread_id, key)

@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Generator
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from prefect_openai_runs._http import Call, Reply
-from prefect_openai_runs.exceptions import ActiveRunExistsError
+from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError
 from prefect_openai_runs.models import (
     CreateMessageParams,
     CreateRunParams,
@@ -26,6 +26,7 @@ from prefect_openai_runs.models import (
     Message,
     ModifyRunParams,
     Run,
+    RunStatus,
     SubmitToolOutputsParams,
     Thread,
 )
@@ -46,6 +47,17 @@ It takes one of the 16 metadata keys a run may have.
 
 RECOVERY_WINDOW = 20
 """How many of the thread's newest runs are searched for the idempotency key."""
+
+
+def parse(model: type[ModelT], body: Any) -> ModelT:
+    """Validate a response body as ``model``, or raise :class:`InvalidResponseError` saying what came instead."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidResponseError(
+            f"the server answered a body that is not a {model.__name__}: {exc.error_count()} problem(s), first: "
+            f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}"
+        ) from exc
 
 
 def new_idempotency_key() -> str:
@@ -94,32 +106,32 @@ def _run_path(thread_id: str, run_id: str) -> str:
 def create_thread(params: CreateThreadParams) -> Operation[Thread]:
     """``POST /threads``."""
     reply = yield Call("POST", "/threads", json=params.model_dump(mode="json", exclude_none=True))
-    return Thread.model_validate(reply.body)
+    return parse(Thread, reply.body)
 
 
 def add_message(thread_id: str, params: CreateMessageParams) -> Operation[Message]:
     """``POST /threads/{thread_id}/messages``."""
     body = params.model_dump(mode="json", exclude_none=True)
     reply = yield Call("POST", messages_path(thread_id), json=body)
-    return Message.model_validate(reply.body)
+    return parse(Message, reply.body)
 
 
 def get_run(thread_id: str, run_id: str) -> Operation[Run]:
     """``GET /threads/{thread_id}/runs/{run_id}``."""
     reply = yield Call("GET", _run_path(thread_id, run_id))
-    return Run.model_validate(reply.body)
+    return parse(Run, reply.body)
 
 
 def poll_run(thread_id: str, run_id: str) -> Operation[tuple[Run, int | None]]:
     """Get the run with the server's polling hint (``openai-poll-after-ms``), if it sent one."""
     reply = yield Call("GET", _run_path(thread_id, run_id))
-    return Run.model_validate(reply.body), reply.poll_after_ms
+    return parse(Run, reply.body), reply.poll_after_ms
 
 
 def list_page(path: str, params: dict[str, Any], model: type[ModelT]) -> Operation[ListPage[ModelT]]:
     """One page of a list endpoint."""
     reply = yield Call("GET", path, params=params)
-    return ListPage[model].model_validate(reply.body)  # type: ignore[valid-type]
+    return parse(ListPage[model], reply.body)  # type: ignore[valid-type]
 
 
 def next_page_params(params: dict[str, Any], page: ListPage[Any]) -> dict[str, Any] | None:
@@ -141,9 +153,10 @@ def list_params(limit: int, order: str, **filters: str | None) -> dict[str, Any]
 def find_run_by_key(thread_id: str, key: str) -> Operation[Reply | None]:
     """Find the run created with idempotency ``key`` among the thread's newest runs."""
     reply = yield Call("GET", _runs_path(thread_id), params={"limit": RECOVERY_WINDOW, "order": "desc"})
-    for item in reply.body.get("data", []):
-        if (item.get("metadata") or {}).get(IDEMPOTENCY_METADATA_KEY) == key:
-            return Reply(body=item, request_id=reply.request_id)
+    page = parse(ListPage[Run], reply.body)
+    for run in page.data:
+        if (run.metadata or {}).get(IDEMPOTENCY_METADATA_KEY) == key:
+            return Reply(body=run.model_dump(mode="json"), request_id=reply.request_id)
     return None
 
 
@@ -166,7 +179,7 @@ def create_run(thread_id: str, params: CreateRunParams, key: str) -> Operation[R
         if (active.metadata or {}).get(IDEMPOTENCY_METADATA_KEY) != key:
             raise
         return active
-    return Run.model_validate(reply.body)
+    return parse(Run, reply.body)
 
 
 def stream_run_call(thread_id: str, params: CreateRunParams, key: str) -> Call:
@@ -179,13 +192,24 @@ def stream_run_call(thread_id: str, params: CreateRunParams, key: str) -> Call:
 def modify_run(thread_id: str, run_id: str, params: ModifyRunParams) -> Operation[Run]:
     """``POST /threads/{thread_id}/runs/{run_id}``: change the run's metadata."""
     reply = yield Call("POST", _run_path(thread_id, run_id), json=params.to_body())
-    return Run.model_validate(reply.body)
+    return parse(Run, reply.body)
+
+
+def _cancel_applied(thread_id: str, run_id: str) -> Operation[Reply | None]:
+    """After an ambiguous cancel: the run, if it is no longer cancellable (the cancel may have been
+    applied, and sending it again would only earn a 400), else ``None`` to send it again."""
+    reply = yield Call("GET", _run_path(thread_id, run_id))
+    run = parse(Run, reply.body)
+    return reply if run.status.is_terminal or run.status is RunStatus.CANCELLING else None
 
 
 def cancel_run(thread_id: str, run_id: str) -> Operation[Run]:
-    """``POST /threads/{thread_id}/runs/{run_id}/cancel``."""
-    reply = yield Call("POST", f"{_run_path(thread_id, run_id)}/cancel")
-    return Run.model_validate(reply.body)
+    """``POST /threads/{thread_id}/runs/{run_id}/cancel``; after an ambiguous failure, the run is read
+    before the cancel is sent again, so a cancel that was applied is not mistaken for one never needed."""
+    reply = yield Call(
+        "POST", f"{_run_path(thread_id, run_id)}/cancel", recover=lambda: _cancel_applied(thread_id, run_id)
+    )
+    return parse(Run, reply.body)
 
 
 def submit_tool_outputs(thread_id: str, run_id: str, params: SubmitToolOutputsParams) -> Operation[Run]:
@@ -193,7 +217,7 @@ def submit_tool_outputs(thread_id: str, run_id: str, params: SubmitToolOutputsPa
     body = params.to_body()
     body.pop("stream", None)
     reply = yield Call("POST", f"{_run_path(thread_id, run_id)}/submit_tool_outputs", json=body)
-    return Run.model_validate(reply.body)
+    return parse(Run, reply.body)
 
 
 def stream_tool_outputs_call(thread_id: str, run_id: str, params: SubmitToolOutputsParams) -> Call:

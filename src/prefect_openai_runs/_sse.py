@@ -51,7 +51,7 @@ class SSEDecoder:
             event = "message"
         try:
             payload = json.loads(data) if data else None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's limit
             raise StreamError(f"event {event!r} carries data that is not JSON: {data[:120]!r}") from exc
         try:
             return StreamEvent.parse(event, payload)

@@ -156,11 +156,18 @@ class _ClientBase:
             "params": params or None,
             "json": call.json,
         }
-        if call.stream:
-            # A stream is quiet while a run thinks; its reader is bounded by the follower's deadline
-            # instead, so only connecting and writing keep the client's timeout.
-            request["timeout"] = httpx.Timeout(self._timeout.connect, read=None, write=self._timeout.write)
         return request
+
+    @staticmethod
+    def _unbound_body_reads(response: httpx.Response) -> None:
+        """Once a stream's headers are in, let its body wait as long as the run thinks.
+
+        The headers keep the client's read timeout; the events are bounded by the follower's deadline
+        instead (httpcore reads the body's timeout from this same dict when the body is first read).
+        """
+        timeouts = response.request.extensions.get("timeout")
+        if isinstance(timeouts, dict):
+            timeouts["read"] = None
 
     def _check(self, response: httpx.Response, body_text: str | None = None) -> None:
         try:
@@ -284,6 +291,7 @@ class RunsClient(_ClientBase):
                     body = response.read().decode("utf-8", "replace")
                     response.close()
                     self._check(response, body)
+        self._unbound_body_reads(response)
         try:
             for line in response.iter_lines():
                 event = decoder.feed(line)
@@ -489,6 +497,7 @@ class AsyncRunsClient(_ClientBase):
                     body = (await response.aread()).decode("utf-8", "replace")
                     await response.aclose()
                     self._check(response, body)
+        self._unbound_body_reads(response)
         try:
             async for line in response.aiter_lines():
                 event = decoder.feed(line)

@@ -26,11 +26,11 @@ from prefect_openai_runs._lifecycle import (
     start_run,
 )
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._operations import new_idempotency_key
+from prefect_openai_runs._operations import new_idempotency_key, with_idempotency_key
 from prefect_openai_runs._recording import write_run_artifact
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.client import RunsClient
-from prefect_openai_runs.exceptions import RunOutcomeError, RunTimedOut, ToolCallError
+from prefect_openai_runs.exceptions import OpenAIRunsError, RunOutcomeError, RunTimedOut, ToolCallError
 from prefect_openai_runs.guard import cancel_orphaned_runs
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, Run, RunStatus
 from prefect_openai_runs.tasks import create_thread_and_run, read_reply, wait_for_runs
@@ -152,10 +152,11 @@ def run_assistant(
     params = CreateRunParams(
         assistant_id=assistant_id, additional_messages=new_messages if thread_id else None, **run_parameters
     )
+    key = new_idempotency_key()
+    with_idempotency_key(params, key)  # room for the key in metadata: checked before anything is created
     with creds.get_client() as client:
         if thread_id is None:
             thread_id = client.create_thread(messages=new_messages).id
-        key = new_idempotency_key()
         follower: RunFollower | None = None
         tracker: RunTracker | None = None
         failure: BaseException | None = None
@@ -191,8 +192,15 @@ def run_assistant(
 
 
 def _recover(client: RunsClient, thread_id: str, key: str, max_wait_seconds: float) -> RunFollower | None:
-    """After an interruption before the run was known: find it by its idempotency key, if it was created."""
-    run = client.find_run(thread_id, key)
+    """After an interruption before the run was known: find it by its idempotency key, if it was created.
+
+    A failure here is logged, never raised: it must not hide the error that interrupted the flow.
+    """
+    try:
+        run = client.find_run(thread_id, key)
+    except OpenAIRunsError as exc:
+        get_logger().error("Could not look for a run created before the interruption on thread %s: %s", thread_id, exc)
+        return None
     if run is None:
         return None
     get_logger().warning("Found run %s created before the interruption; it will be cancelled", run.id)

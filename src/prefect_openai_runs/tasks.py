@@ -299,6 +299,8 @@ def wait_for_runs(
         finished = wait_for_runs("openai", runs, max_wait_seconds=900)
         ```
     """
+    if not max_wait_seconds > 0:
+        raise ValueError(f"max_wait_seconds must be positive, got {max_wait_seconds}")
     refs = [RunRef(r.thread_id, r.id) if isinstance(r, Run) else RunRef(*r) for r in runs]
     creds = resolve_credentials(credentials)
 

@@ -1,4 +1,5 @@
-"""Fault rules: which requests get an error status, hang, or lose their connection."""
+"""Fault rules: which requests get an error status, hang, lose their connection, or have their event
+stream cut."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any, Literal
 
 from ._errors import status_error_body
 
-FaultKind = Literal["status", "hang", "drop_before", "drop_after"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("status", "hang", "drop_before", "drop_after")
+FaultKind = Literal["status", "hang", "drop_before", "drop_after", "cut_stream"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("status", "hang", "drop_before", "drop_after", "cut_stream")
 
 
 @dataclass(frozen=True)
@@ -21,21 +22,30 @@ class FaultRule:
 
     Kinds:
         * ``status``: answer ``status`` with ``headers`` and ``body`` (None: the OpenAI-shaped error body
-          for that status; a 429 without explicit headers carries ``retry-after: 1``).
+          for that status; a 429 without explicit headers carries ``retry-after: 1``). With ``raw_body``,
+          that text is answered verbatim instead (an HTML error page, truncated JSON, a garbled event
+          stream), with the ``content-type`` of ``headers`` or ``text/plain``.
         * ``hang``: wait ``hang_seconds`` before handling the request normally. If the client gives up
           first, the request is not applied (recorded with status 499).
         * ``drop_before``: close the connection without applying the request or answering.
         * ``drop_after``: apply the request (e.g. really create the run), then close the connection
           without answering: the ambiguous create. The client sees a connection error.
+        * ``cut_stream``: only for requests that ask for an event stream (``"stream": true``); other
+          requests do not match. The request is applied and its stream starts, then, after
+          ``after_events`` events, ``raw_body`` (if any: garbage lines) is written and the connection is
+          closed abruptly, without the stream's end. The run itself goes on.
 
     Attributes:
         method: HTTP method to match, None for any.
         path: Regex searched in the request path (``/v1/...``).
-        kind: One of ``status``, ``hang``, ``drop_before``, ``drop_after``.
+        kind: One of ``status``, ``hang``, ``drop_before``, ``drop_after``, ``cut_stream``.
         status: Status code for ``status`` faults.
         headers: Extra response headers for ``status`` faults.
         body: JSON body for ``status`` faults.
+        raw_body: Text sent verbatim: the whole body of a ``status`` fault (instead of ``body``), or
+            what a ``cut_stream`` fault writes just before the cut.
         hang_seconds: Delay for ``hang`` faults.
+        after_events: Events a ``cut_stream`` fault lets through before the cut.
         times: How many matching requests to affect (None: unlimited).
         probability: Chance that a matching request is affected.
         seed: Seed for ``probability`` draws, for a deterministic subset.
@@ -51,10 +61,14 @@ class FaultRule:
     times: int | None = 1
     probability: float = 1.0
     seed: int | None = None
+    raw_body: str | None = None
+    after_events: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {FAULT_KINDS}, not {self.kind!r}")
+        if self.after_events < 0:
+            raise ValueError(f"after_events must be 0 or more, not {self.after_events}")
         re.compile(self.path)
 
     def response_headers(self) -> dict[str, str]:
@@ -109,14 +123,19 @@ class FaultBook:
         with self._lock:
             return [a.rule for a in self._armed]
 
-    def take(self, method: str, path: str) -> FaultRule | None:
-        """The rule that affects this request, if any, consuming one of its ``times``."""
+    def take(self, method: str, path: str, streaming: bool = False) -> FaultRule | None:
+        """The rule that affects this request, if any, consuming one of its ``times``.
+
+        ``cut_stream`` rules only affect requests that ask for an event stream (``streaming``).
+        """
         if not self._armed:
             return None
         with self._lock:
             for armed in self._armed:
                 rule = armed.rule
                 if rule.method is not None and rule.method.upper() != method:
+                    continue
+                if rule.kind == "cut_stream" and not streaming:
                     continue
                 if not armed.pattern.search(path):
                     continue

@@ -57,6 +57,16 @@ class _Exchange:
         self.fault: str | None = None
         self.recorded = False
 
+    def wants_stream(self) -> bool:
+        """Whether the request asks for an event stream (a JSON body with ``"stream": true``)."""
+        if b'"stream"' not in self.body:
+            return False
+        try:
+            parsed = json.loads(self.body)
+        except ValueError:
+            return False
+        return isinstance(parsed, dict) and parsed.get("stream") is True
+
     def api_key(self) -> str | None:
         auth = self.headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
@@ -133,7 +143,7 @@ class ApiGate:
 
     async def _handle(self, ex: _Exchange, scope: Scope, receive: Receive, raw_send: Send) -> None:
         send = self._recording(ex, raw_send)
-        rule = self.core.faults.take(ex.method, ex.path)
+        rule = self.core.faults.take(ex.method, ex.path, streaming=ex.wants_stream())
         if rule is not None:
             ex.fault = rule.kind
             self.core.log.count("faults")
@@ -152,7 +162,10 @@ class ApiGate:
             await self._answer(ex, send, denial.status, denial.body())
             return
 
+        events_sent = 0
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal events_sent
             if message["type"] == "http.response.start":
                 if rule is not None and rule.kind == "drop_after":
                     self._finish(ex)
@@ -160,6 +173,10 @@ class ApiGate:
                     raise _Dropped
                 ex.status = message["status"]
                 message["headers"] = [*message.get("headers", []), *ex.response_headers()]
+            elif rule is not None and rule.kind == "cut_stream" and message.get("body"):
+                if events_sent >= rule.after_events:
+                    await self._cut(ex, rule, raw_send)
+                events_sent += 1
             await send(message)
 
         with contextlib.suppress(_Dropped):
@@ -179,7 +196,20 @@ class ApiGate:
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rule.response_headers().items()]
         remaining = b"0" if rule.status == 429 else b"9999"
         ex.status = rule.status
+        if rule.raw_body is not None:
+            headers = ex.response_headers(remaining) + extra
+            self._finish(ex)  # an empty body can complete the response before its last message is sent
+            await _send_raw(send, rule.status, rule.raw_body.encode(), headers)
+            return
         await _send_json(send, rule.status, rule.response_body(), ex.response_headers(remaining) + extra)
+
+    async def _cut(self, ex: _Exchange, rule: FaultRule, raw_send: Send) -> None:
+        """End a stream abruptly: write the rule's garbage, if any, then close the connection."""
+        self._finish(ex)
+        if rule.raw_body:
+            await raw_send({"type": "http.response.body", "body": rule.raw_body.encode(), "more_body": True})
+        await _drop(raw_send)
+        raise _Dropped
 
     async def _answer(self, ex: _Exchange, send: Send, status: int, body: Any) -> None:
         ex.status = status
@@ -251,6 +281,20 @@ async def _drop(send: Send) -> None:
         raise RuntimeError("drop faults need uvicorn's h11 or httptools protocol")
     transport.close()
     await asyncio.sleep(0)  # let connection_lost run so the server does not try to answer
+
+
+async def _send_raw(send: Send, status: int, payload: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """Answer ``payload`` verbatim; the content type is the one in ``headers``, else ``text/plain``."""
+    if not any(name == b"content-type" for name, _ in headers):
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), *headers]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(payload)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
 async def _send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]]) -> None:

@@ -87,6 +87,7 @@ def start_run(
                     break
         except (StreamError, APIConnectionError, InvalidResponseError, InternalServerError) as exc:
             get_logger().warning("Streaming the new run failed (%s); looking it up and polling instead", exc)
+        if run is None:  # the stream failed, or ended without a run event: the run may exist all the same
             events = None
             run = client.find_run(thread_id, key)
     if run is None:

@@ -176,7 +176,13 @@ def run_assistant(
         finally:
             follower = follower or _recover(client, thread_id, key, max_wait_seconds)
             if follower is not None:
-                final, reason, cancel = _conclude(client, follower, failure, cancel_wait_seconds)
+                try:
+                    final, reason, cancel = _conclude(client, follower, failure, cancel_wait_seconds)
+                except OpenAIRunsError as exc:
+                    get_logger().error("Could not cancel or record OpenAI run %s: %s", follower.run_id, exc)
+                    if failure is None or isinstance(failure, (RunTimedOut, ToolCallError)):
+                        raise
+                    # else: let the error that interrupted the flow propagate; the run's ids are logged
             if tracker is not None and follower is not None:
                 tracker.tick(follower.elapsed, force=True)
     if isinstance(failure, RunTimedOut) and cancel is not None and completed_after_all(cancel):

@@ -422,9 +422,10 @@ def test_cancelling_the_served_pipeline_cancels_every_fanned_out_run(
         wait_for(partial(artifact_says, record.id, "**cancelled**"), "the final run artifacts", STEP_TIMEOUT,
                  stack.processes)
         markdown = final_markdown(record.id)
-        # wait_for_runs follows the runs on an event loop thread that TerminationSignal does not reach:
-        # the guard's on_cancellation hook, run by the serving process after the kill, cancels them.
-        assert "cancellation request: the flow run was cancelled" in markdown, markdown
+        # Two paths race to cancel them: wait_for_runs itself, when the SIGTERM reaches the flow's process
+        # ("...process was told to stop"), and the guard's on_cancellation hook, run by the serving
+        # process after the kill ("...the flow run was cancelled"). Either is a cancellation request.
+        assert "cancellation request: the flow" in markdown, markdown
     assert len(runs_emulator.runs()) == 3, "the summary run must not start"
     assert_nothing_active(runs_emulator)
 
@@ -474,6 +475,6 @@ def test_cancelling_the_pipeline_deployed_from_prefect_yaml_on_a_process_worker(
              watch)
     for record in records:
         wait_for(partial(artifact_says, record.id, "**cancelled**"), "the final run artifacts", STEP_TIMEOUT, watch)
-        assert "cancellation request: the flow run was cancelled" in final_markdown(record.id)
+        assert "cancellation request: the flow" in final_markdown(record.id)
     assert_nothing_active(runs_emulator)
     wait_for(lambda: not flow_run_processes(worker), "the flow run's process to exit", STEP_TIMEOUT, watch)

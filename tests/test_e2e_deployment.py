@@ -107,7 +107,12 @@ class Managed:
 def start_process(name: str, args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> Managed:
     with log.open("wb") as out:
         process = subprocess.Popen(
-            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            args,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     return Managed(name, process, log)
@@ -226,7 +231,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started.append(served)
         register = subprocess.run(  # while the served process starts
             [str(BIN / "prefect"), "block", "register", "-m", "prefect_openai_runs"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=STARTUP_TIMEOUT,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
         )
         assert register.returncode == 0, register.stdout + register.stderr
         wait_for(lambda: _deployment_ids(api_url, SERVED), "the served deployments", STARTUP_TIMEOUT, started)
@@ -258,11 +267,20 @@ def worker(stack: Stack) -> Iterator[Managed]:
     assert _deployment_ids(stack.api_url, FROM_YAML), "prefect deploy did not create the deployments"
     workdir = stack.tmp / "worker-cwd"  # not the project: the pull step must find it
     workdir.mkdir()
-    managed = start_process("process worker", [str(BIN / "prefect"), "worker", "start", "--pool", WORK_POOL], env,
-                            stack.tmp / "worker.log", cwd=workdir)
+    managed = start_process(
+        "process worker",
+        [str(BIN / "prefect"), "worker", "start", "--pool", WORK_POOL],
+        env,
+        stack.tmp / "worker.log",
+        cwd=workdir,
+    )
     try:
-        wait_for(lambda: _worker_online(stack.api_url), "the worker's first heartbeat", STARTUP_TIMEOUT,
-                 [*stack.processes, managed])
+        wait_for(
+            lambda: _worker_online(stack.api_url),
+            "the worker's first heartbeat",
+            STARTUP_TIMEOUT,
+            [*stack.processes, managed],
+        )
         yield managed
         scan_for_the_key(stack.api_url, [managed.log])
     finally:
@@ -356,20 +374,32 @@ def test_cancelling_a_served_run_assistant_from_the_ui_cancels_its_openai_run(
     runs_emulator.default_script = LONG
     flow_run_id = trigger(api, "run-assistant/on-demand-served", {"messages": ["a long report"]})
 
-    records = wait_for(lambda: in_progress_runs(runs_emulator, 1), "the OpenAI run in progress", STEP_TIMEOUT,
-                       stack.processes)
+    records = wait_for(
+        lambda: in_progress_runs(runs_emulator, 1), "the OpenAI run in progress", STEP_TIMEOUT, stack.processes
+    )
     [record] = records
-    wait_for(lambda: followed_in_progress(api, flow_run_id, records), "the flow run following it", STEP_TIMEOUT,
-             stack.processes)
+    wait_for(
+        lambda: followed_in_progress(api, flow_run_id, records),
+        "the flow run following it",
+        STEP_TIMEOUT,
+        stack.processes,
+    )
     cancel_from_ui(api, flow_run_id)
 
-    wait_for(lambda: runs_emulator.run(record.id).status == "cancelled", "the OpenAI run cancelled", STEP_TIMEOUT,
-             stack.processes)
-    wait_for(lambda: flow_run_in(api, flow_run_id, StateType.CANCELLED), "the flow run Cancelled", STEP_TIMEOUT,
-             stack.processes)
+    wait_for(
+        lambda: runs_emulator.run(record.id).status == "cancelled",
+        "the OpenAI run cancelled",
+        STEP_TIMEOUT,
+        stack.processes,
+    )
+    wait_for(
+        lambda: flow_run_in(api, flow_run_id, StateType.CANCELLED),
+        "the flow run Cancelled",
+        STEP_TIMEOUT,
+        stack.processes,
+    )
     # run_assistant has no hooks here: its own ``finally`` (TerminationSignal on the runner's SIGTERM) did it.
-    wait_for(lambda: artifact_says(record.id, "**cancelled**"), "the final run artifact", STEP_TIMEOUT,
-             stack.processes)
+    wait_for(lambda: artifact_says(record.id, "**cancelled**"), "the final run artifact", STEP_TIMEOUT, stack.processes)
     markdown = final_markdown(record.id)
     assert "cancellation request: the flow run's process was told to stop" in markdown, markdown
     assert f"run {record.id} is cancelled" in markdown
@@ -385,18 +415,22 @@ def test_served_run_assistant_past_its_flow_timeout_cancels_its_openai_run(
     flow_run_id = trigger(api, "run-assistant/short-timeout-served", {"messages": ["too slow for the window"]})
 
     [record] = wait_for(lambda: runs_emulator.runs(), "the OpenAI run created", STEP_TIMEOUT, stack.processes)
-    wait_for(lambda: runs_emulator.run(record.id).status == "cancelled", "the OpenAI run cancelled", STEP_TIMEOUT,
-             stack.processes)
-    flow_run = wait_for(lambda: flow_run_in(api, flow_run_id, StateType.FAILED), "the flow run Failed",
-                        STEP_TIMEOUT, stack.processes)
+    wait_for(
+        lambda: runs_emulator.run(record.id).status == "cancelled",
+        "the OpenAI run cancelled",
+        STEP_TIMEOUT,
+        stack.processes,
+    )
+    flow_run = wait_for(
+        lambda: flow_run_in(api, flow_run_id, StateType.FAILED), "the flow run Failed", STEP_TIMEOUT, stack.processes
+    )
 
     assert flow_run.state.name == "TimedOut", flow_run.state
     run = runs_emulator.run(record.id)
     assert [s for s, _ in run.history] == ["queued", "in_progress", "cancelling", "cancelled"]
     cancel_requested_after = run.cancel_requested_at - run.created_at_precise  # type: ignore[operator]
     assert SHORT_TIMEOUT_SECONDS - 0.5 < cancel_requested_after < SHORT_TIMEOUT_SECONDS + 10
-    wait_for(lambda: artifact_says(record.id, "**cancelled**"), "the final run artifact", STEP_TIMEOUT,
-             stack.processes)
+    wait_for(lambda: artifact_says(record.id, "**cancelled**"), "the final run artifact", STEP_TIMEOUT, stack.processes)
     assert "flow timeout: the Prefect flow's timeout_seconds fired" in final_markdown(record.id)
     assert_nothing_active(runs_emulator)
 
@@ -408,19 +442,33 @@ def test_cancelling_the_served_pipeline_cancels_every_fanned_out_run(
     prompts = ["billing changes?", "escalated tickets?", "failed deployments?"]
     flow_run_id = trigger(api, "assistant-pipeline/nightly-served", {"prompts": prompts})
 
-    records = wait_for(lambda: in_progress_runs(runs_emulator, 3), "three OpenAI runs in progress", STEP_TIMEOUT,
-                       stack.processes)
-    wait_for(lambda: followed_in_progress(api, flow_run_id, records), "wait_for_runs following them", STEP_TIMEOUT,
-             stack.processes)
+    records = wait_for(
+        lambda: in_progress_runs(runs_emulator, 3), "three OpenAI runs in progress", STEP_TIMEOUT, stack.processes
+    )
+    wait_for(
+        lambda: followed_in_progress(api, flow_run_id, records),
+        "wait_for_runs following them",
+        STEP_TIMEOUT,
+        stack.processes,
+    )
     cancel_from_ui(api, flow_run_id)
 
-    wait_for(lambda: all(runs_emulator.run(r.id).status == "cancelled" for r in records),
-             "the three OpenAI runs cancelled", STEP_TIMEOUT, stack.processes)
-    wait_for(lambda: flow_run_in(api, flow_run_id, StateType.CANCELLED), "the flow run Cancelled", STEP_TIMEOUT,
-             stack.processes)
+    wait_for(
+        lambda: all(runs_emulator.run(r.id).status == "cancelled" for r in records),
+        "the three OpenAI runs cancelled",
+        STEP_TIMEOUT,
+        stack.processes,
+    )
+    wait_for(
+        lambda: flow_run_in(api, flow_run_id, StateType.CANCELLED),
+        "the flow run Cancelled",
+        STEP_TIMEOUT,
+        stack.processes,
+    )
     for record in records:
-        wait_for(partial(artifact_says, record.id, "**cancelled**"), "the final run artifacts", STEP_TIMEOUT,
-                 stack.processes)
+        wait_for(
+            partial(artifact_says, record.id, "**cancelled**"), "the final run artifacts", STEP_TIMEOUT, stack.processes
+        )
         markdown = final_markdown(record.id)
         # Two paths race to cancel them: wait_for_runs itself, when the SIGTERM reaches the flow's process
         # ("...process was told to stop"), and the guard's on_cancellation hook, run by the serving
@@ -439,8 +487,12 @@ def test_served_pipeline_completes_with_a_summary_of_every_answer(
     assert deployment.parameters["prompts"]
 
     flow_run_id = trigger(api, "assistant-pipeline/nightly-served", {"prompts": ["first?", "second?"]})
-    wait_for(lambda: flow_run_in(api, flow_run_id, StateType.COMPLETED, StateType.FAILED, StateType.CRASHED),
-             "the flow run to finish", STEP_TIMEOUT, stack.processes)
+    wait_for(
+        lambda: flow_run_in(api, flow_run_id, StateType.COMPLETED, StateType.FAILED, StateType.CRASHED),
+        "the flow run to finish",
+        STEP_TIMEOUT,
+        stack.processes,
+    )
 
     flow_run = api.read_flow_run(flow_run_id)
     assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
@@ -465,14 +517,18 @@ def test_cancelling_the_pipeline_deployed_from_prefect_yaml_on_a_process_worker(
     flow_run_id = trigger(api, "assistant-pipeline/nightly", {"prompts": ["one?", "two?"]})
 
     records = wait_for(lambda: in_progress_runs(runs_emulator, 2), "two OpenAI runs in progress", STEP_TIMEOUT, watch)
-    wait_for(lambda: followed_in_progress(api, flow_run_id, records), "wait_for_runs following them", STEP_TIMEOUT,
-             watch)
+    wait_for(
+        lambda: followed_in_progress(api, flow_run_id, records), "wait_for_runs following them", STEP_TIMEOUT, watch
+    )
     cancel_from_ui(api, flow_run_id)
 
-    wait_for(lambda: all(runs_emulator.run(r.id).status == "cancelled" for r in records),
-             "the OpenAI runs cancelled", STEP_TIMEOUT, watch)
-    wait_for(lambda: flow_run_in(api, flow_run_id, StateType.CANCELLED), "the flow run Cancelled", STEP_TIMEOUT,
-             watch)
+    wait_for(
+        lambda: all(runs_emulator.run(r.id).status == "cancelled" for r in records),
+        "the OpenAI runs cancelled",
+        STEP_TIMEOUT,
+        watch,
+    )
+    wait_for(lambda: flow_run_in(api, flow_run_id, StateType.CANCELLED), "the flow run Cancelled", STEP_TIMEOUT, watch)
     for record in records:
         wait_for(partial(artifact_says, record.id, "**cancelled**"), "the final run artifacts", STEP_TIMEOUT, watch)
         assert "cancellation request: the flow" in final_markdown(record.id)

@@ -17,6 +17,14 @@ def test_pool_count_follows_the_connection_limit() -> None:
     assert ShardedAsyncTransport(httpx.Limits(max_connections=10)).pool_count == 1
 
 
+def test_pools_share_one_tls_context() -> None:
+    # One CA bundle loaded, not one per pool (25 MB and half a second of CPU for 32 pools).
+    transport = ShardedAsyncTransport(httpx.Limits(max_connections=1000))
+    contexts = {id(pool._pool._ssl_context) for pool in transport._pools}
+    assert transport.pool_count == 32
+    assert len(contexts) == 1
+
+
 async def test_concurrent_requests_spread_over_the_pools(runs_emulator: RunsEmulator) -> None:
     async with AsyncRunsClient(api_key=runs_emulator.api_key, base_url=runs_emulator.base_url) as client:
         threads = await asyncio.gather(*(client.create_thread() for _ in range(64)))

@@ -10,7 +10,7 @@ from prefect import flow
 from prefect.context import get_run_context
 
 from flow_helpers import assert_nothing_active, final_markdown, flow_run_artifacts, statuses, wait_until
-from prefect_openai_runs import OpenAICredentials, RunFailed, RunStatus, RunTimedOut
+from prefect_openai_runs import OpenAICredentials, Run, RunFailed, RunStatus, RunTimedOut
 from prefect_openai_runs._recording import artifact_key
 from prefect_openai_runs.tasks import (
     cancel_run,
@@ -195,15 +195,30 @@ def test_wait_for_runs_fan_out_of_50_with_one_failure_cancels_the_rest(
     assert sorted(final.values()).count("cancelled") == 49
     assert final[caught.value.run.id] == "failed"
     assert_nothing_active(runs_emulator)
+    # Every run's final artifact says how it ended: written as each ended, the siblings after their cancel.
+    failed_id = caught.value.run.id
+    assert f"`{failed_id}`: **failed**" in final_markdown(failed_id)
+    for run_id in [r for r in final if r != failed_id]:
+        markdown = final_markdown(run_id)
+        assert f"`{run_id}`: **cancelled**" in markdown
+        assert f"upstream failure: sibling run {failed_id} ended failed" in markdown
 
 
 def test_wait_for_runs_returns_all_completed(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:
     @flow
-    async def pipeline() -> list[str]:
+    async def pipeline() -> tuple[list[Run], str]:
         runs = [create_thread_and_run(credentials, runs_emulator.default_assistant_id, [f"p{i}"]) for i in range(5)]
-        return [str(r.status) for r in wait_for_runs(credentials, runs, max_wait_seconds=10)]
+        return wait_for_runs(credentials, runs, max_wait_seconds=10), str(get_run_context().flow_run.id)  # type: ignore[union-attr]
 
-    assert asyncio.run(pipeline()) == ["completed"] * 5
+    runs, pipeline_run_id = asyncio.run(pipeline())
+
+    assert [str(r.status) for r in runs] == ["completed"] * 5
+    for run in runs:
+        assert f"`{run.id}`: **completed**" in final_markdown(run.id)
+        assert "**Why it ended this way:** ended completed" in final_markdown(run.id)
+    # created + final version of each run's artifact, all linked to the flow run
+    linked = [a.key for a in flow_run_artifacts(pipeline_run_id) if a.type == "markdown"]  # type: ignore[arg-type]
+    assert sorted(linked) == sorted([artifact_key(r.id) for r in runs] * 2)
 
 
 def test_wait_for_run_keeps_a_progress_artifact(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from prefect_openai_runs._following import RunFollower, StatusChange, cancel_async, follow_async
@@ -35,12 +35,17 @@ class FanOut:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+RunEnded = Callable[[Run, Sequence[StatusChange], str], Awaitable[None]]
+"""Called with a run that ended, its observed timeline and why it ended (e.g. to write its artifact)."""
+
+
 async def follow_many(
     client: AsyncRunsClient,
     refs: Sequence[RunRef],
     max_wait_seconds: float,
     fail_fast: bool = True,
     cancel_wait_seconds: float = 30.0,
+    on_end: RunEnded | None = None,
 ) -> FanOut:
     """Follow every run concurrently (one coroutine each, no thread, no task run per poll).
 
@@ -48,30 +53,49 @@ async def follow_many(
     others, and every one still active is cancelled, concurrently, before this returns. At the
     deadline, every run still active is cancelled.
 
+    ``on_end`` is called once for each run known to have ended, as soon as it ends (a cancelled run:
+    once its cancel is done), concurrently with the following of the others; every call has finished
+    when this returns.
+
     Returns:
         Every run's follower (a run never seen, because its first poll failed, has ``run`` None), the
         first failure, and the notes of the cancels.
     """
     followers = [RunFollower(ref.thread_id, ref.run_id, max_wait_seconds, on_change=_on_change) for ref in refs]
     pending = {asyncio.ensure_future(follow_async(client, follower)): follower for follower in followers}
+    endings: list[asyncio.Future[None]] = []
+    reported: set[int] = set()
+
+    def report(follower: RunFollower, notes: dict[str, str]) -> None:
+        run = follower.run
+        if on_end is None or run is None or not run.status.is_terminal or id(follower) in reported:
+            return
+        reported.add(id(follower))
+        endings.append(asyncio.ensure_future(on_end(run, follower.timeline, notes.get(run.id, f"ended {run.status}"))))
+
     first_failure: BaseException | None = None
+    notes: dict[str, str] = {}
     try:
         while pending:
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for future in done:
-                pending.pop(future)
+                report(pending.pop(future), notes)
                 failure = future.exception() or outcome_error(future.result())
                 if failure is not None and first_failure is None:
                     first_failure = failure
             if first_failure is not None and (fail_fast or isinstance(first_failure, RunTimedOut)):
                 break
-    finally:
         for future in pending:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    notes: dict[str, str] = {}
-    if first_failure is not None:
-        notes = await cancel_active(client, followers, _sibling_reason(first_failure), cancel_wait_seconds)
+        if first_failure is not None:
+            notes = await cancel_active(client, followers, _sibling_reason(first_failure), cancel_wait_seconds)
+        for follower in followers:
+            report(follower, notes)
+    finally:
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, *endings, return_exceptions=True)
     return FanOut(followers, first_failure, notes)
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 from prefect.context import FlowRunContext, TaskRunContext
@@ -123,6 +124,27 @@ def _description(run: Run, reason: str) -> str:
     return f"OpenAI run {run.id} on thread {run.thread_id}: {run.status} ({reason})"
 
 
+def run_artifact(
+    run: Run,
+    timeline: Sequence[StatusChange],
+    reason: str,
+    reply: str | None = None,
+    flow_run_id: UUID | None = None,
+) -> ArtifactCreate:
+    """The run's artifact, linked to the flow run (the current one unless given), with the ids in metadata."""
+    current = current_flow_run_id()
+    flow_run_id = flow_run_id or current
+    return ArtifactCreate(
+        key=artifact_key(run.id),
+        type="markdown",
+        description=_description(run, reason),
+        data=render_markdown(run, timeline, reason, reply),
+        metadata_={"thread_id": run.thread_id, "run_id": run.id, "status": str(run.status)},
+        flow_run_id=flow_run_id,
+        task_run_id=_current_task_run_id() if flow_run_id == current else None,
+    )
+
+
 def write_run_artifact(
     run: Run,
     timeline: Sequence[StatusChange],
@@ -130,19 +152,38 @@ def write_run_artifact(
     reply: str | None = None,
     flow_run_id: UUID | None = None,
 ) -> None:
-    """Write (a new version of) the run's artifact, linked to the flow run, carrying the ids in metadata."""
-    flow_run_id = flow_run_id or current_flow_run_id()
-    artifact = ArtifactCreate(
-        key=artifact_key(run.id),
-        type="markdown",
-        description=_description(run, reason),
-        data=render_markdown(run, timeline, reason, reply),
-        metadata_={"thread_id": run.thread_id, "run_id": run.id, "status": str(run.status)},
-        flow_run_id=flow_run_id,
-        task_run_id=_current_task_run_id() if flow_run_id == current_flow_run_id() else None,
-    )
+    """Write (a new version of) the run's artifact: see :func:`run_artifact`."""
+    artifact = run_artifact(run, timeline, reason, reply, flow_run_id)
     with get_client(sync_client=True) as client:
         client.create_artifact(artifact=artifact)
+
+
+class ArtifactWriter:
+    """Writes run artifacts from an event loop over one Prefect client, a few at a time.
+
+    Following many runs, each run's final artifact is written as soon as it ends, while the others are
+    still followed, instead of one by one at the end (about 17 ms each on a SQLite server: 17 s for
+    1,000 runs). A write that fails is logged with the run's ids and does not stop the others.
+    """
+
+    def __init__(self, client: PrefectClient, concurrency: int = 8) -> None:
+        self._client = client
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def write(self, run: Run, timeline: Sequence[StatusChange], reason: str) -> None:
+        """Write the run's artifact (see :func:`run_artifact`)."""
+        artifact = run_artifact(run, timeline, reason)
+        async with self._slots:
+            try:
+                await self._client.create_artifact(artifact=artifact)
+            except Exception as exc:
+                get_logger().error(
+                    "Could not write the artifact of OpenAI run %s (thread %s, %s): %s",
+                    run.id,
+                    run.thread_id,
+                    run.status,
+                    exc,
+                )
 
 
 def record_created(run: Run, timeline: Sequence[StatusChange] = ()) -> None:

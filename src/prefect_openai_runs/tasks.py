@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs._fanout import FanOut, follow_many
@@ -28,7 +29,7 @@ from prefect_openai_runs._lifecycle import (
     resolve_credentials,
 )
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._recording import RunRef, record_created, write_run_artifact
+from prefect_openai_runs._recording import ArtifactWriter, RunRef, record_created, write_run_artifact
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.exceptions import RunTimedOut
 from prefect_openai_runs.guard import cancel_runs
@@ -305,8 +306,9 @@ def wait_for_runs(
     creds = resolve_credentials(credentials)
 
     async def follow() -> FanOut:
-        async with creds.get_async_client() as client:
-            return await follow_many(client, refs, max_wait_seconds, fail_fast)
+        async with creds.get_async_client() as client, get_client() as prefect:
+            # Each run's artifact is written as soon as it ends, while the others are followed.
+            return await follow_many(client, refs, max_wait_seconds, fail_fast, on_end=ArtifactWriter(prefect).write)
 
     try:
         outcome: FanOut | None = run_coro_as_sync(follow())
@@ -316,11 +318,6 @@ def wait_for_runs(
         raise
     if outcome is None:
         raise RuntimeError("following the runs returned nothing")
-    for follower in outcome.followers:
-        run = follower.run
-        if run is not None and run.status.is_terminal:
-            reason = outcome.notes.get(run.id, f"ended {run.status}")
-            write_run_artifact(run, follower.timeline, reason)
     if outcome.failure is not None:
         get_logger().error("Waiting for %d runs failed: %s", len(refs), outcome.failure)
         raise outcome.failure

@@ -55,6 +55,10 @@ class _Uvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+KEEP_ALIVE_SECONDS = 75
+"""How long the emulator keeps an idle connection open (nginx's default keepalive_timeout)."""
+
+
 def _config(app: Any, host: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -67,6 +71,10 @@ def _config(app: Any, host: str) -> uvicorn.Config:
         date_header=False,
         server_header=False,
         timeout_graceful_shutdown=2,
+        # uvicorn's default (5 s) equals httpx's client-side keep-alive expiry: a client polling every 5 s
+        # then races the server closing the idle connection and sees "Server disconnected without sending
+        # a response". Production front ends keep idle connections far longer.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 

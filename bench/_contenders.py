@@ -13,9 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
 from _common import PlannedRun
-from _proto import cancel_async_known_start, follow_async_known_start
 from openai import AsyncOpenAI
 
 from prefect_openai_runs._following import PollSchedule, RunFollower, cancel_async, follow_async
@@ -47,9 +45,10 @@ class Clients:
 
     sdk: AsyncOpenAI
     ours: AsyncRunsClient
-    ours_httpx2: AsyncRunsClient
-    """Prototype: our client over ``httpx2`` (the SDK's HTTP stack), passed as ``http_client``."""
     assistant_id: str
+    ours_httpx2: AsyncRunsClient | None = None
+    """Experiment: our client over ``httpx2`` (the SDK's HTTP stack, Python >= 3.11), passed as
+    ``http_client``; ``None`` when httpx2 is not installed."""
 
     @classmethod
     def open(cls, base_url: str, api_key: str, assistant_id: str) -> Clients:
@@ -57,23 +56,29 @@ class Clients:
         return cls(
             sdk=AsyncOpenAI(api_key=api_key, base_url=base_url),
             ours=ours,
-            ours_httpx2=AsyncRunsClient(
-                api_key=api_key,
-                base_url=base_url,
-                # The same headers, timeout and limits as AsyncRunsClient._http_options(), in httpx2's types.
-                http_client=httpx2.AsyncClient(  # type: ignore[arg-type]
-                    headers=ours._headers,
-                    timeout=60.0,
-                    limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=200),
-                ),
-            ),
             assistant_id=assistant_id,
+            ours_httpx2=_ours_over_httpx2(ours, base_url, api_key),
         )
 
     async def close(self) -> None:
         await self.sdk.close()
         await self.ours.aclose()
-        await self.ours_httpx2.aclose()
+        if self.ours_httpx2 is not None:
+            await self.ours_httpx2.aclose()
+
+
+def _ours_over_httpx2(ours: AsyncRunsClient, base_url: str, api_key: str) -> AsyncRunsClient | None:
+    try:
+        import httpx2
+    except ImportError:
+        return None
+    # The same headers, timeout and limits as AsyncRunsClient._http_options(), in httpx2's types.
+    http = httpx2.AsyncClient(
+        headers=ours._headers,
+        timeout=60.0,
+        limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=1000),
+    )
+    return AsyncRunsClient(api_key=api_key, base_url=base_url, http_client=http)  # type: ignore[arg-type]
 
 
 # -- W1: detection ----------------------------------------------------------------------------------
@@ -118,24 +123,17 @@ def w1_ours_stream(c: Clients) -> Contender:
     return one
 
 
-def w1_ours_poll(
-    c: Clients, schedule: PollSchedule | None = None, known_start: bool = False, httpx2: bool = False
-) -> Contender:
-    """``create_run`` + ``follow_async`` without events (what the ``wait_for_run`` task does).
-
-    ``known_start`` uses the prototype (:mod:`_proto`) that does not poll right after the create;
-    ``httpx2`` our client over the SDK's HTTP stack.
-    """
+def w1_ours_poll(c: Clients, schedule: PollSchedule | None = None, httpx2: bool = False) -> Contender:
+    """``create_run`` + ``follow_async`` without events (what the ``wait_for_run`` task does), with the
+    default or another ``PollSchedule``; ``httpx2`` uses our client over httpx2 (experiment)."""
     client = c.ours_httpx2 if httpx2 else c.ours
+    assert client is not None, "httpx2 is not installed"
 
     async def one(p: PlannedRun) -> Seen:
         run = await client.create_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
         follower = RunFollower(p.thread_id, run.id, 120.0, schedule=schedule or PollSchedule())
         follower.observe(run)
-        if known_start:
-            final = await follow_async_known_start(client, follower)
-        else:
-            final = await follow_async(client, follower)
+        final = await follow_async(client, follower)
         return Seen(p.thread_id, final.id, final.status.value, have_at=time.time())
 
     return one
@@ -195,34 +193,15 @@ async def _follow_then_cancel(client: AsyncRunsClient, follower: RunFollower, ev
         return Seen(follower.thread_id, follower.run_id, result.run.status.value, deadline_at=deadline_at)
 
 
-def w2_ours_poll(c: Clients, httpx2: bool = False) -> Contender:
+def w2_ours_poll(c: Clients) -> Contender:
     """``create_run`` + ``follow_async(max_wait_seconds=1)`` + ``cancel_async`` (the ``wait_for_run`` task)."""
-    client = c.ours_httpx2 if httpx2 else c.ours
-
-    async def one(p: PlannedRun) -> Seen:
-        run = await client.create_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
-        follower = RunFollower(p.thread_id, run.id, DEADLINE)
-        deadline_at = time.time() + DEADLINE
-        follower.observe(run)
-        return await _follow_then_cancel(client, follower, None, deadline_at)
-
-    return one
-
-
-def w2_ours_poll_proto(c: Clients) -> Contender:
-    """:func:`w2_ours_poll` with the :mod:`_proto` follow and cancel (no poll right after create or cancel)."""
 
     async def one(p: PlannedRun) -> Seen:
         run = await c.ours.create_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
         follower = RunFollower(p.thread_id, run.id, DEADLINE)
         deadline_at = time.time() + DEADLINE
         follower.observe(run)
-        try:
-            final = await follow_async_known_start(c.ours, follower)
-            return Seen(p.thread_id, final.id, final.status.value, deadline_at=deadline_at)
-        except RunTimedOut:
-            result = await cancel_async_known_start(c.ours, p.thread_id, run.id, wait_seconds=30.0)
-            return Seen(p.thread_id, run.id, result.run.status.value, deadline_at=deadline_at)
+        return await _follow_then_cancel(c.ours, follower, None, deadline_at)
 
     return one
 

@@ -89,10 +89,11 @@ async def _ours(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
     runs = await _create_ours(spec)
     async with AsyncRunsClient(api_key=spec["api_key"], base_url=spec["base_url"]) as client:
-        final, failure = await follow_many(client, [RunRef(r.thread_id, r.id) for r in runs], spec["max_wait"])
+        fan_out = await follow_many(client, [RunRef(r.thread_id, r.id) for r in runs], spec["max_wait"])
     done_at = time.time()
-    if failure is not None:
-        raise RuntimeError(f"follow_many failed: {failure}")
+    if fan_out.failure is not None:
+        raise RuntimeError(f"follow_many failed: {fan_out.failure!r}")
+    final = [f.run for f in fan_out.followers if f.run is not None]
     return [{"thread_id": r.thread_id, "run_id": r.id, "status": r.status.value, "have_at": done_at} for r in final]
 
 
@@ -122,6 +123,20 @@ def _prefect(spec: dict[str, Any], marks: dict[str, float]) -> list[dict[str, An
     return [{"thread_id": r.thread_id, "run_id": r.id, "status": r.status.value, "have_at": done_at} for r in final]
 
 
+def _start_rss_sampler(into: list[tuple[float, float]], every: float = 1.0) -> None:
+    """Append (seconds since start, RSS MB) to ``into`` every ``every`` s, from a daemon thread."""
+    import threading
+
+    t0 = time.perf_counter()
+
+    def sample() -> None:
+        while True:
+            into.append((round(time.perf_counter() - t0, 1), round(_rss_mb(), 1)))
+            time.sleep(every)
+
+    threading.Thread(target=sample, daemon=True).start()
+
+
 def worker(kind: str, spec_path: str) -> int:
     """Entry point of ``run_bench.py --worker w3-sdk|w3-ours|w3-prefect SPEC``."""
     import asyncio
@@ -136,6 +151,7 @@ def worker(kind: str, spec_path: str) -> int:
         import prefect_openai_runs._fanout
         import prefect_openai_runs.client  # noqa: F401
     rss_after_import = _rss_mb()
+    _start_rss_sampler(marks_rss := [])
     cpu_import = _cpu()
     marks: dict[str, float] = {}
     if kind == "w3-prefect":
@@ -144,10 +160,6 @@ def worker(kind: str, spec_path: str) -> int:
         seen = _prefect(spec, marks)
     else:
         marks["cpu0"], marks["t0"] = _cpu(), time.perf_counter()
-        if kind == "w3-ours-proto":
-            from _proto import install_events_only_inside_runs
-
-            install_events_only_inside_runs()
         seen = asyncio.run(_sdk(spec) if kind == "w3-sdk" else _ours(spec))
         marks["t1"], marks["cpu1"] = time.perf_counter(), _cpu()
     result = {
@@ -159,6 +171,7 @@ def worker(kind: str, spec_path: str) -> int:
         "rss_after_import_mb": rss_after_import,
         "peak_rss_mb": _peak_mb(),
         "children_cpu_s": marks.get("children_cpu"),
+        "rss_timeline_mb": marks_rss,
         "seen": seen,
     }
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,18 +34,15 @@ import _w3
 import psutil
 from _common import PlannedRun
 
+from prefect_openai_runs._following import PollSchedule
 from prefect_openai_runs.testing import RemoteEmulator, spawn_emulator_process
 
 CANCELLING_DELAY = 0.05
-POLL_ALTERNATIVES: list[tuple[str, tuple[float, float, float] | None, bool, bool]] = [
-    # (label, PollSchedule(initial, factor, cap) or None for the default, known_start proto, httpx2 proto)
-    ("ours poll, httpx2 transport (proto), default schedule", None, False, True),
-    ("ours poll, httpx2 + known start (proto), default schedule", None, True, True),
-    ("ours poll, PollSchedule(1, 1, 1)", (1.0, 1.0, 1.0), False, False),
-    ("ours poll, known start (proto), PollSchedule(1, 1, 1)", (1.0, 1.0, 1.0), True, False),
-    ("ours poll, httpx2 + known start (proto), PollSchedule(1, 1, 1)", (1.0, 1.0, 1.0), True, True),
-    ("ours poll, httpx2 + known start (proto), PollSchedule(0.5, 1.25, 1)", (0.5, 1.25, 1.0), True, True),
-    ("ours poll, httpx2 + known start (proto), PollSchedule(0.75, 1.15, 1.25)", (0.75, 1.15, 1.25), True, True),
+POLL_ALTERNATIVES: list[tuple[str, PollSchedule | None, bool]] = [
+    # (label, schedule (None: the default), over httpx2)
+    ("ours poll, PollSchedule(initial=0.5)", PollSchedule(initial=0.5), False),
+    ("ours poll, PollSchedule(steady_polls=0): grows from the start", PollSchedule(steady_polls=0), False),
+    ("ours poll, default schedule, over httpx2 (experiment)", None, True),
 ]
 
 
@@ -65,6 +63,28 @@ def emulator_cpu(emu_proc: psutil.Process | None) -> Iterator[dict[str, float]]:
     out["emulator_core_utilisation"] = round(out["emulator_cpu_s"] / max(time.perf_counter() - t0, 1e-9), 2)
 
 
+@contextlib.contextmanager
+def load_sampler(every: float = 5.0) -> Iterator[dict[str, Any]]:
+    """The machine's 1-minute load average, sampled every ``every`` s over the block: start, max, end."""
+    out: dict[str, Any] = {"cores": os.cpu_count()}
+    samples = [os.getloadavg()[0]]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            samples.append(os.getloadavg()[0])
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        samples.append(os.getloadavg()[0])
+        out.update(start=samples[0], max=max(samples), mean=round(sum(samples) / len(samples), 2), end=samples[-1])
+
+
 def find_emulator_process() -> psutil.Process | None:
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
@@ -79,8 +99,6 @@ def find_emulator_process() -> psutil.Process | None:
 async def w1(emu: RemoteEmulator, emu_proc: psutil.Process | None, n: int, seed: int, alts: bool) -> dict[str, Any]:
     import _contenders as k
 
-    from prefect_openai_runs._following import PollSchedule
-
     durations = common.spread(n, 0.5, 5.0, seed)
     clients = k.Clients.open(emu.base_url, emu.api_key, emu.default_assistant_id)
     contenders: list[tuple[str, str, k.Contender]] = [
@@ -92,12 +110,12 @@ async def w1(emu: RemoteEmulator, emu_proc: psutil.Process | None, n: int, seed:
     try:
         for key, label, contender in contenders:
             out["contenders"][key] = await _w1_one(emu, emu_proc, label, contender, durations)
-        sdk, poll = out["contenders"]["sdk"], out["contenders"]["ours_poll"]
-        if alts and not _poll_target_met(poll, sdk):
-            for i, (label, sched, known, x2) in enumerate(POLL_ALTERNATIVES):
-                schedule = PollSchedule(*sched) if sched else None
-                contender = k.w1_ours_poll(clients, schedule, known, x2)
-                out["contenders"][f"alt{i + 1}"] = await _w1_one(emu, emu_proc, label, contender, durations)
+        for i, (label, schedule, httpx2) in enumerate(POLL_ALTERNATIVES if alts else []):
+            if httpx2 and clients.ours_httpx2 is None:
+                print(f"  W1 {label}: skipped (httpx2 is not installed)", flush=True)
+                continue
+            contender = k.w1_ours_poll(clients, schedule, httpx2)
+            out["contenders"][f"alt{i + 1}"] = await _w1_one(emu, emu_proc, label, contender, durations)
     finally:
         await clients.close()
     return out
@@ -153,8 +171,6 @@ async def w2(emu: RemoteEmulator, emu_proc: psutil.Process | None, n: int) -> di
         ("sdk_naive", "SDK naive: wait_for(create_and_poll, 1)", k.w2_sdk_naive(clients)),
         ("ours_poll", "ours poll: follow_async(1 s) + cancel_async", k.w2_ours_poll(clients)),
         ("ours_stream", "ours stream: follow_async(events, 1 s) + cancel_async", k.w2_ours_stream(clients)),
-        ("ours_poll_proto", "ours poll, known start (proto) follow + cancel", k.w2_ours_poll_proto(clients)),
-        ("ours_poll_httpx2", "ours poll, httpx2 transport (proto)", k.w2_ours_poll(clients, httpx2=True)),
     ]
     out: dict[str, Any] = {"runs": n, "run_seconds": 60, "deadline_s": k.DEADLINE, "contenders": {}}
     out["cancelling_delay_s"] = CANCELLING_DELAY
@@ -209,7 +225,6 @@ def w3(emu: RemoteEmulator, emu_proc: psutil.Process | None, n: int, low: float,
     labels = {
         "w3-sdk": "SDK create_and_poll x N (asyncio.gather)",
         "w3-ours": "ours follow_many (bare asyncio)",
-        "w3-ours-proto": "ours follow_many, events only in runs (proto)",
         "w3-prefect": "ours wait_for_runs task in a Prefect flow",
     }
     with tempfile.TemporaryDirectory(prefix="bench-w3-") as tmp:
@@ -328,15 +343,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
     if "w3" in results:
         c = results["w3"]["contenders"]
-        sdk, pf = c.get("w3-sdk", {}), c.get("w3-prefect", {})
-        for key in ("w3-ours", "w3-ours-proto"):
-            ours = c.get(key, {})
-            tag = "ours" if key == "w3-ours" else "ours (proto: events only in runs)"
-            if "wall_s" not in sdk or "wall_s" not in ours:
-                continue
+        sdk, ours, pf = c.get("w3-sdk", {}), c.get("w3-ours", {}), c.get("w3-prefect", {})
+        if "wall_s" in sdk and "wall_s" in ours:
             out.append(
                 {
-                    "target": f"W3 {tag} CPU seconds <= SDK (workload CPU; total incl. imports in brackets)",
+                    "target": "W3 ours CPU seconds <= SDK (workload CPU; total incl. imports in brackets)",
                     "figures": f"{ours['cpu_work_s']} s vs {sdk['cpu_work_s']} s "
                     f"({ours['cpu_total_s']} s vs {sdk['cpu_total_s']} s)",
                     "met": ours["cpu_work_s"] <= sdk["cpu_work_s"],
@@ -344,27 +355,33 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
             out.append(
                 {
-                    "target": f"W3 {tag} peak RSS <= SDK",
+                    "target": "W3 ours peak RSS <= SDK",
                     "figures": f"{ours['peak_rss_mb']} MB vs {sdk['peak_rss_mb']} MB (after imports: "
                     f"{ours['rss_after_import_mb']} vs {sdk['rss_after_import_mb']} MB)",
                     "met": ours["peak_rss_mb"] <= sdk["peak_rss_mb"],
                 }
             )
-            if "wall_s" in pf:
-                out.append(
-                    {
-                        "target": f"W3 Prefect flow within 2x of {tag}, wall time over the longest run",
-                        "figures": f"over longest {pf['over_longest_s']} s vs {ours['over_longest_s']} s "
-                        f"(wall {pf['wall_s']} vs {ours['wall_s']} s)",
-                        "met": pf["over_longest_s"] <= 2 * max(ours["over_longest_s"], 0.0),
-                    }
-                )
+        if "wall_s" in ours and "wall_s" in pf:
+            out.append(
+                {
+                    "target": "W3 Prefect flow within 2x of ours (bare asyncio), wall time over the longest run",
+                    "figures": f"over longest {pf['over_longest_s']} s vs {ours['over_longest_s']} s "
+                    f"(wall {pf['wall_s']} vs {ours['wall_s']} s)",
+                    "met": pf["over_longest_s"] <= 2 * max(ours["over_longest_s"], 0.0),
+                }
+            )
     return out
 
 
 def table(results: dict[str, Any]) -> str:
     lines: list[str] = []
     add = lines.append
+    if load := results.get("load"):
+        add(
+            f"Load average (1 min) on {load['cores']} cores during the run: start {load['start']:.2f}, "
+            f"mean {load['mean']:.2f}, max {load['max']:.2f}, end {load['end']:.2f}"
+        )
+        add("")
     if "w1" in results:
         w = results["w1"]
         c = w["contenders"]
@@ -434,7 +451,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="scale every workload down (smoke check)")
     parser.add_argument("--only", default="w1,w2,w3", help="comma-separated workloads (default w1,w2,w3)")
     parser.add_argument("--seed", type=int, default=20240501, help="seed of the duration spread")
-    parser.add_argument("--no-alternatives", action="store_true", help="skip W1 alternative poll schedules")
+    parser.add_argument("--no-alternatives", action="store_true", help="skip the W1 poll alternatives")
     parser.add_argument("--no-save", action="store_true", help="print only; do not write bench/results")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -455,7 +472,10 @@ def main(argv: list[str]) -> int:
         "quick": args.quick,
         "machine": common.machine(),
     }
-    with spawn_emulator_process(quiet=True, cancelling_delay=CANCELLING_DELAY, expires_after=900) as emu:
+    with (
+        load_sampler() as results["load"],
+        spawn_emulator_process(quiet=True, cancelling_delay=CANCELLING_DELAY, expires_after=900) as emu,
+    ):
         emu_proc = find_emulator_process()
         results["emulator"] = {
             "http": "h11 (uvicorn, one process)",

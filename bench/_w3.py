@@ -29,6 +29,15 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
+    """This process' peak RSS: ``VmHWM``, the high-water mark of its own address space.
+
+    Not ``getrusage().ru_maxrss``: Linux carries that across ``fork`` + ``exec``, so a worker started by a
+    big parent (the benchmark, after W1 and W2: about 180 MB) would report the parent's peak as its own.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -123,15 +132,20 @@ def _prefect(spec: dict[str, Any], marks: dict[str, float]) -> list[dict[str, An
     return [{"thread_id": r.thread_id, "run_id": r.id, "status": r.status.value, "have_at": done_at} for r in final]
 
 
-def _start_rss_sampler(into: list[tuple[float, float]], every: float = 1.0) -> None:
-    """Append (seconds since start, RSS MB) to ``into`` every ``every`` s, from a daemon thread."""
+def _start_rss_sampler(into: list[tuple[float, float]], every: float = 0.05, step_mb: float = 2.0) -> None:
+    """Append (seconds since start, RSS MB) to ``into`` from a daemon thread: RSS is read every ``every``
+    s and kept when it moved by ``step_mb`` or more since the last kept sample (short peaks show)."""
     import threading
 
     t0 = time.perf_counter()
 
     def sample() -> None:
+        last = -step_mb
         while True:
-            into.append((round(time.perf_counter() - t0, 1), round(_rss_mb(), 1)))
+            rss = _rss_mb()
+            if abs(rss - last) >= step_mb:
+                into.append((round(time.perf_counter() - t0, 2), round(rss, 1)))
+                last = rss
             time.sleep(every)
 
     threading.Thread(target=sample, daemon=True).start()

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -164,16 +165,23 @@ class ArtifactWriter:
     Following many runs, each run's final artifact is written as soon as it ends, while the others are
     still followed, instead of one by one at the end (about 17 ms each on a SQLite server: 17 s for
     1,000 runs). A write that fails is logged with the run's ids and does not stop the others.
+
+    Once ``stopped`` is set, nothing more is written: the code that set it (a task interrupted by a
+    signal or a flow timeout, while this loop still runs on another thread) cancels the runs and
+    writes their artifacts with the reason, which a late "ended cancelled" must not overwrite.
     """
 
-    def __init__(self, client: PrefectClient, concurrency: int = 8) -> None:
+    def __init__(self, client: PrefectClient, concurrency: int = 8, stopped: threading.Event | None = None) -> None:
         self._client = client
         self._slots = asyncio.Semaphore(concurrency)
+        self._stopped = stopped or threading.Event()
 
     async def write(self, run: Run, timeline: Sequence[StatusChange], reason: str) -> None:
-        """Write the run's artifact (see :func:`run_artifact`)."""
+        """Write the run's artifact (see :func:`run_artifact`), unless writing was stopped."""
         artifact = run_artifact(run, timeline, reason)
         async with self._slots:
+            if self._stopped.is_set():
+                return
             try:
                 await self._client.create_artifact(artifact=artifact)
             except Exception as exc:

@@ -10,6 +10,7 @@ event loop.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -305,15 +306,21 @@ def wait_for_runs(
     refs = [RunRef(r.thread_id, r.id) if isinstance(r, Run) else RunRef(*r) for r in runs]
     creds = resolve_credentials(credentials)
 
+    interrupted = threading.Event()
+
     async def follow() -> FanOut:
         async with creds.get_async_client() as client, get_client() as prefect:
             # Each run's artifact is written as soon as it ends, while the others are followed.
-            return await follow_many(client, refs, max_wait_seconds, fail_fast, on_end=ArtifactWriter(prefect).write)
+            writer = ArtifactWriter(prefect, stopped=interrupted)
+            return await follow_many(client, refs, max_wait_seconds, fail_fast, on_end=writer.write)
 
     try:
         outcome: FanOut | None = run_coro_as_sync(follow())
     except BaseException as exc:
-        # A signal or a flow timeout lands here, not in the loop that follows the runs: cancel them all.
+        # A signal or a flow timeout lands here, not in the loop that follows the runs (which may go on,
+        # on its own thread, and see the runs cancelled): cancel them all and record why, with nothing
+        # from that loop written after.
+        interrupted.set()
         cancel_runs(creds, refs, cancel_reason(exc))
         raise
     if outcome is None:

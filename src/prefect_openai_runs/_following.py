@@ -22,7 +22,7 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -159,6 +159,34 @@ class RunFollower:
         if self.on_tick is not None:
             self.on_tick(self.elapsed)
 
+    def polling(self, wait_first: bool) -> Generator[float | None, tuple[Run, int | None] | None, Run]:
+        """Polling from the last known status, without I/O: the drivers' only loop logic.
+
+        Yields the seconds to sleep (answered with ``None``) or ``None`` for "poll now" (answered with
+        the run and the server's ``openai-poll-after-ms`` hint); returns the run once it is terminal or
+        needs action. With ``wait_first``, a run already held (from the create) is not polled at once.
+
+        Raises:
+            RunTimedOut: The deadline passed first; no poll is spent at the deadline.
+        """
+        if wait_first and self.run is not None and not self.settled:
+            yield self.next_delay(None)
+        while True:
+            if self.settled:
+                assert self.run is not None
+                return self.run
+            if self.timed_out and self.run is not None:
+                raise self.timeout_error()
+            polled = yield None
+            assert polled is not None, "a poll step is answered with the poll's result"
+            run, hint = polled
+            self.observe(run)
+            if self.settled:
+                return run
+            if self.timed_out:
+                raise self.timeout_error()
+            yield self.next_delay(hint)
+
     def timeout_error(self) -> RunTimedOut:
         """The error for a passed deadline, carrying the last run seen."""
         assert self.run is not None, "a run is always observed before the deadline error"
@@ -176,21 +204,18 @@ def follow_sync(client: RunsClient, follower: RunFollower, events: Iterator[Stre
     """
     if events is not None:
         _read_events_sync(follower, events)
-    elif follower.run is not None and not follower.settled:
-        time.sleep(follower.next_delay(None))
-    while True:
-        if follower.settled:
-            assert follower.run is not None
-            return follower.run
-        if follower.timed_out and follower.run is not None:
-            raise follower.timeout_error()
-        run, hint = client.poll_run(follower.thread_id, follower.run_id)
-        follower.observe(run)
-        if follower.settled:
-            return run
-        if follower.timed_out:
-            raise follower.timeout_error()
-        time.sleep(follower.next_delay(hint))
+    plan = follower.polling(wait_first=events is None)
+    try:
+        step = next(plan)
+        while True:
+            if step is None:
+                step = plan.send(client.poll_run(follower.thread_id, follower.run_id))
+            else:
+                time.sleep(step)
+                step = plan.send(None)
+    except StopIteration as done:
+        run: Run = done.value
+        return run
 
 
 _END = object()
@@ -236,21 +261,18 @@ async def follow_async(
             await asyncio.wait_for(_read_events(follower, events), timeout=follower.remaining)
         except (*FALLBACK_ERRORS, asyncio.TimeoutError):
             pass
-    elif follower.run is not None and not follower.settled:
-        await asyncio.sleep(follower.next_delay(None))
-    while True:
-        if follower.settled:
-            assert follower.run is not None
-            return follower.run
-        if follower.timed_out and follower.run is not None:
-            raise follower.timeout_error()
-        run, hint = await client.poll_run(follower.thread_id, follower.run_id)
-        follower.observe(run)
-        if follower.settled:
-            return run
-        if follower.timed_out:
-            raise follower.timeout_error()
-        await asyncio.sleep(follower.next_delay(hint))
+    plan = follower.polling(wait_first=events is None)
+    try:
+        step = next(plan)
+        while True:
+            if step is None:
+                step = plan.send(await client.poll_run(follower.thread_id, follower.run_id))
+            else:
+                await asyncio.sleep(step)
+                step = plan.send(None)
+    except StopIteration as done:
+        run: Run = done.value
+        return run
 
 
 async def _read_events(follower: RunFollower, events: AsyncIterator[StreamEvent]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -11,20 +10,17 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 from prefect.client.schemas.objects import Artifact
 
+from emulator_helpers import wait_for
 from prefect_openai_runs._recording import artifact_key
 from prefect_openai_runs.testing import RunsEmulator
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    :func:`emulator_helpers.wait_for` with the longer defaults that flow runs need.
+    """
+    return wait_for(predicate, timeout, interval)
 
 
 def run_artifacts(run_id: str) -> list[Artifact]:

@@ -77,7 +77,7 @@ from pydantic import ValidationError
 
 from flow_helpers import assert_nothing_active, final_markdown, statuses
 from prefect_openai_runs import OpenAICredentials, RunStatus
-from prefect_openai_runs._following import RunFollower
+from lifecycle_helpers import RunFollower
 from prefect_openai_runs.client import AsyncRunsClient, RunsClient
 from prefect_openai_runs.exceptions import (
     APIConnectionError,

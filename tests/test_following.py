@@ -7,7 +7,9 @@ import itertools
 import pytest
 
 from prefect_openai_runs import AsyncRunsClient, RunsClient
-from prefect_openai_runs._following import PollSchedule, RunFollower, follow_async, follow_sync
+from lifecycle_helpers import RunFollower, follow_async, follow_sync
+
+from prefect_openai_runs import PollSchedule
 from prefect_openai_runs.exceptions import RunTimedOut
 from prefect_openai_runs.models import RunStatus
 from prefect_openai_runs.testing import RunScript, RunsEmulator
@@ -52,14 +54,14 @@ def test_timeline_records_each_status_once(runs_emulator: RunsEmulator) -> None:
             run.id,
             10.0,
             schedule=PollSchedule(initial=0.05, steady_polls=100),
-            on_change=lambda change, _: seen.append(change.status.value),
+            on_change=lambda change, _: seen.append(change.status),
         )
         follower.observe(run)
         final = follow_sync(client, follower)
 
     assert final.status is RunStatus.COMPLETED
     assert seen == ["queued", "in_progress", "completed"]
-    assert [c.status.value for c in follower.timeline] == seen
+    assert [c.status for c in follower.timeline] == seen
     assert [c.elapsed for c in follower.timeline] == sorted(c.elapsed for c in follower.timeline)
 
 
@@ -107,4 +109,4 @@ def _assert_schedule_kept(emu: RunsEmulator, run_id: str, follower: RunFollower)
     for gap, want in zip(gaps, expected, strict=True):
         assert want - 0.01 <= gap <= want + 0.15, gaps
     assert follower.elapsed >= 1.5
-    assert follower.run is not None and follower.run.status is RunStatus.IN_PROGRESS
+    assert follower.job is not None and follower.job.status is RunStatus.IN_PROGRESS

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from prefect_openai_runs._operations import IDEMPOTENCY_METADATA_KEY, check_id, with_idempotency_key
+from prefect_openai_runs.client._operations import IDEMPOTENCY_METADATA_KEY, check_id, with_idempotency_key
 from prefect_openai_runs.models import (
     TERMINAL_STATUSES,
     CodeInterpreterTool,

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from prefect_openai_runs import AsyncRunsClient
-from prefect_openai_runs._pool import ShardedAsyncTransport
+from prefect_openai_runs.client._pool import ShardedAsyncTransport
 from prefect_openai_runs.testing import RunsEmulator
 
 

@@ -1,17 +1,27 @@
-"""prefect-openai-runs: drive OpenAI Assistants runs from Prefect 3, safely.
+"""prefect-openai-runs: drive OpenAI's long-running jobs from Prefect 3, safely.
 
-Create a run, follow it to its end, and cancel it when the pipeline's deadline passes or something
-fails, so that no run is left burning tokens and every outcome is visible in the Prefect UI.
+Create a job (an Assistants run today; background responses and batches through the same core), follow it
+to its end, and cancel it when the pipeline's deadline passes or something fails, so that no job is left
+burning tokens and every outcome is visible in the Prefect UI.
 """
 
-__version__ = "0.1.0"
-
+from prefect_openai_runs._lifecycle._follower import PollSchedule, StatusChange
+from prefect_openai_runs._lifecycle._kinds import JobRef
+from prefect_openai_runs._lifecycle._outcome import CancelOutcome, CancelResult
+from prefect_openai_runs._recording import RunRef
+from prefect_openai_runs._version import __version__
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY, AsyncRunsClient, RunsClient
 from prefect_openai_runs.exceptions import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    JobCancelled,
+    JobExpired,
+    JobFailed,
+    JobIncomplete,
+    JobOutcomeError,
+    JobTimedOut,
     OpenAIRunsError,
     RunCancelled,
     RunExpired,
@@ -31,10 +41,20 @@ __all__ = [
     "APIError",
     "APITimeoutError",
     "AsyncRunsClient",
+    "CancelOutcome",
+    "CancelResult",
+    "JobCancelled",
+    "JobExpired",
+    "JobFailed",
+    "JobIncomplete",
+    "JobOutcomeError",
+    "JobRef",
+    "JobTimedOut",
     "OpenAIAssistantJobRun",
     "OpenAIAssistantRun",
     "OpenAICredentials",
     "OpenAIRunsError",
+    "PollSchedule",
     "RetryPolicy",
     "Run",
     "RunCancelled",
@@ -42,9 +62,11 @@ __all__ = [
     "RunFailed",
     "RunIncomplete",
     "RunOutcomeError",
+    "RunRef",
     "RunStatus",
     "RunTimedOut",
     "RunsClient",
+    "StatusChange",
     "ToolCallError",
     "__version__",
 ]

@@ -29,7 +29,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.events import emit_event
 
-from prefect_openai_runs._following import StatusChange
+from prefect_openai_runs._lifecycle._follower import StatusChange
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.models import Run
 

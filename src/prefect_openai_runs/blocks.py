@@ -133,3 +133,21 @@ class OpenAICredentials(CredentialsBlock):
     def get_async_client(self, **overrides: Any) -> AsyncRunsClient:
         """An asynchronous client with these settings (keyword arguments override them)."""
         return AsyncRunsClient(**self._client_options(overrides))
+
+
+def resolve_credentials(credentials: OpenAICredentials | str) -> OpenAICredentials:
+    """The block itself, or the saved block of that name.
+
+    Raises:
+        TypeError: Neither a block nor the name of a saved ``OpenAICredentials`` block.
+    """
+    if isinstance(credentials, OpenAICredentials):
+        return credentials
+    if isinstance(credentials, str) and credentials:
+        loaded = OpenAICredentials.load(credentials, _sync=True)  # type: ignore[call-arg]
+        if not isinstance(loaded, OpenAICredentials):
+            raise TypeError(f"block {credentials!r} is a {type(loaded).__name__}, not OpenAICredentials")
+        return loaded
+    raise TypeError(
+        f"credentials must be an OpenAICredentials block or the name of a saved one, got {type(credentials).__name__}"
+    )

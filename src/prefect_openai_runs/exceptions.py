@@ -1,5 +1,5 @@
 """One exception hierarchy for every failure: API errors by status, transport errors, stream errors,
-and the outcomes of a run that did not complete.
+and the outcomes of a job (run, background response, batch) that did not complete.
 
 Each API error carries what the server said (``status_code``, ``type``, ``code``, ``param``, ``message``)
 and the ``request_id`` to quote to the provider. None of them ever contains the API key: messages are
@@ -9,7 +9,7 @@ masked before the exception is built (see :func:`prefect_openai_runs._secrets.ma
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prefect_openai_runs.models import Run
@@ -159,53 +159,83 @@ class StreamError(OpenAIRunsError):
         self.thread_id = thread_id
 
 
-class RunOutcomeError(OpenAIRunsError):
-    """A followed run did not complete. ``run`` is its last known state (never lost).
+_KIND_BY_OBJECT = {"thread.run": "run", "response": "response", "batch": "batch"}
+
+
+def describe_job(job: Any) -> str:
+    """``run run_abc on thread thread_xyz``, ``response resp_abc``, ``batch batch_abc``: a job in words."""
+    kind = _KIND_BY_OBJECT.get(str(getattr(job, "object", "")), "job")
+    thread = getattr(job, "thread_id", None)
+    return f"{kind} {getattr(job, 'id', '?')}" + (f" on thread {thread}" if thread else "")
+
+
+class JobOutcomeError(OpenAIRunsError):
+    """A followed job (a run, a background response, a batch) did not complete. ``job`` is its last known
+    state (never lost); ``run`` is the same object, by the name the runs API gives it.
 
     Attributes:
-        run: The final (or last seen) run.
-        reason: Why the run ended this way, in words.
+        job: The final (or last seen) job.
+        reason: Why the job ended this way, in words.
     """
 
-    def __init__(self, run: Run, reason: str) -> None:
-        self.run = run
+    def __init__(self, job: Any, reason: str) -> None:
+        self.job = job
         self.reason = reason
-        super().__init__(f"run {run.id} on thread {run.thread_id} ended {run.status}: {reason}")
+        super().__init__(f"{describe_job(job)} ended {getattr(job, 'status', '?')}: {reason}")
 
-    def __reduce__(self) -> tuple[type[RunOutcomeError], tuple[Run, str]]:
-        return (type(self), (self.run, self.reason))
+    @property
+    def run(self) -> Run:
+        """The job, for runs (``run`` is what the runs API calls it)."""
+        return self.job  # type: ignore[no-any-return]
 
-
-class RunFailed(RunOutcomeError):
-    """The run ended ``failed``; ``run.last_error`` says why."""
-
-
-class RunIncomplete(RunOutcomeError):
-    """The run ended ``incomplete``; ``run.incomplete_details`` says which token limit was reached."""
+    def __reduce__(self) -> tuple[type[JobOutcomeError], tuple[Any, str]]:
+        return (type(self), (self.job, self.reason))
 
 
-class RunExpired(RunOutcomeError):
-    """The run ended ``expired`` (left in ``requires_action`` or active past ``expires_at``)."""
+class JobFailed(JobOutcomeError):
+    """The job ended ``failed``; its ``last_error`` / ``error`` / ``errors`` say why."""
 
 
-class RunCancelled(RunOutcomeError):
-    """The run ended ``cancelled``, by us (deadline, failure, request) or by someone else."""
+class JobIncomplete(JobOutcomeError):
+    """The job ended ``incomplete``; its ``incomplete_details`` say which limit was reached."""
 
 
-class RunTimedOut(RunOutcomeError):
-    """The deadline passed before the run ended; the run was cancelled (see ``run.status``)."""
+class JobExpired(JobOutcomeError):
+    """The job ended ``expired`` (a run left in ``requires_action`` past ``expires_at``, a batch past its window)."""
 
 
-class ToolCallError(RunOutcomeError):
+class JobCancelled(JobOutcomeError):
+    """The job ended ``cancelled``, by us (deadline, failure, request) or by someone else."""
+
+
+class JobTimedOut(JobOutcomeError):
+    """The deadline passed before the job ended; the job was cancelled (see its status and ``reason``)."""
+
+
+class ToolCallError(JobOutcomeError):
     """A tool call could not be answered: no handler for the function, or its handler raised.
 
     Attributes:
-        function_name: The function the run asked for.
+        function_name: The function the job asked for.
     """
 
-    def __init__(self, run: Run, reason: str, function_name: str) -> None:
+    def __init__(self, job: Any, reason: str, function_name: str) -> None:
         self.function_name = function_name
-        super().__init__(run, reason)
+        super().__init__(job, reason)
 
-    def __reduce__(self) -> tuple[type[ToolCallError], tuple[Run, str, str]]:  # type: ignore[override]
-        return (type(self), (self.run, self.reason, self.function_name))
+    def __reduce__(self) -> tuple[type[ToolCallError], tuple[Any, str, str]]:  # type: ignore[override]
+        return (type(self), (self.job, self.reason, self.function_name))
+
+
+RunOutcomeError = JobOutcomeError
+"""The runs' name of :class:`JobOutcomeError` (one family for every kind of job)."""
+RunFailed = JobFailed
+"""The runs' name of :class:`JobFailed`."""
+RunIncomplete = JobIncomplete
+"""The runs' name of :class:`JobIncomplete`."""
+RunExpired = JobExpired
+"""The runs' name of :class:`JobExpired`."""
+RunCancelled = JobCancelled
+"""The runs' name of :class:`JobCancelled`."""
+RunTimedOut = JobTimedOut
+"""The runs' name of :class:`JobTimedOut`."""

@@ -14,26 +14,18 @@ from typing import Any
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_openai_runs._following import CancelResult, RunFollower, cancel_sync, completed_after_all, follow_sync
-from prefect_openai_runs._lifecycle import (
-    RunTracker,
-    cancel_reason,
-    describe_cancel,
-    json_ready,
-    log_cancel,
-    outcome_error,
-    resolve_credentials,
-    start_run,
-)
+from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
+from prefect_openai_runs._lifecycle._keys import logical_key
+from prefect_openai_runs._lifecycle._sync._backend import Reader
+from prefect_openai_runs._lifecycle._sync._driver import run_job
+from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._operations import new_idempotency_key, with_idempotency_key
-from prefect_openai_runs._recording import write_run_artifact
-from prefect_openai_runs.blocks import OpenAICredentials
-from prefect_openai_runs.client import RunsClient
-from prefect_openai_runs.exceptions import OpenAIRunsError, RunOutcomeError, RunTimedOut, ToolCallError
+from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
+from prefect_openai_runs.client._operations import check_id, with_idempotency_key
+from prefect_openai_runs.exceptions import ToolCallError
 from prefect_openai_runs.guard import cancel_orphaned_runs
-from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, Run, RunStatus
-from prefect_openai_runs.tasks import create_thread_and_run, read_reply, wait_for_runs
+from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, CreateThreadParams, Run
+from prefect_openai_runs.tasks import _TaskHooks, create_thread_and_run, read_reply, thread_for, wait_for_runs
 
 ToolHandler = Callable[..., Any]
 
@@ -76,25 +68,22 @@ def answer_tool_calls(run: Run, handlers: Mapping[str, ToolHandler]) -> dict[str
             value = _as_task(name, handler)(**arguments)
         except Exception as exc:
             raise ToolCallError(run, f"the tool handler of {name!r} raised {type(exc).__name__}: {exc}", name) from exc
-        outputs[call.id] = json_ready(value)
+        outputs[call.id] = value if isinstance(value, str) else json.dumps(value, default=str)
     return outputs
 
 
-def _follow_through_tools(
-    client: RunsClient, follower: RunFollower, events: Any, handlers: Mapping[str, ToolHandler], stream: bool
-) -> Run:
-    while True:
-        run = follow_sync(client, follower, events)
-        if not run.status.needs_action:
-            return run
-        outputs = answer_tool_calls(run, handlers)
-        get_logger().info("Submitting %d tool output(s) to run %s", len(outputs), run.id)
-        if stream:
-            events = client.stream_submit_tool_outputs(run.thread_id, run.id, outputs)
-            follower.run = None
-        else:
-            events = None
-            follower.observe(client.submit_tool_outputs(run.thread_id, run.id, outputs))
+class _ToolAnswers:
+    """Answers a run in ``requires_action``: each tool call by its handler (a Prefect task), then the outputs."""
+
+    def __init__(self, api: RunsApi, handlers: Mapping[str, ToolHandler], stream: bool) -> None:
+        self.api = api
+        self.handlers = handlers
+        self.stream = stream
+
+    def __call__(self, job: Run, follower: JobFollower[Run]) -> tuple[Run | None, Reader[Run] | None]:
+        outputs = answer_tool_calls(job, self.handlers)
+        get_logger().info("Submitting %d tool output(s) to run %s", len(outputs), job.id)
+        return self.api.submit_tool_outputs(job, outputs, self.stream)
 
 
 @flow(name="run-assistant", description="Run an OpenAI assistant to completion; cancel the run on any other path.")
@@ -106,10 +95,17 @@ def run_assistant(
     max_wait_seconds: float = 600.0,
     tool_handlers: dict[str, ToolHandler] | None = None,
     stream: bool = True,
-    cancel_wait_seconds: float = 30.0,
+    cancel_wait_seconds: float = DEFAULT_CANCEL_WAIT_SECONDS,
     **run_parameters: Any,
 ) -> Run:
     """Run an assistant on a prompt, follow the run to its end, and return it once completed.
+
+    Nothing waits past ``max_wait_seconds`` (plus the cancel's wait): not the create, the stream before
+    its first event, a retry sleep nor a hung request. On every path other than completion (its own
+    deadline, the Prefect flow's ``timeout_seconds``, a failing tool, an upstream error, a Prefect
+    cancellation or a crash signal) the run is cancelled and awaited, its artifact written with the
+    reason, and the flow fails with what really happened. A Prefect retry of the flow finds the run its
+    earlier attempt created (same thread, same idempotency key) instead of creating another.
 
     Args:
         credentials: The credentials block, or the name of a saved one.
@@ -122,7 +118,7 @@ def run_assistant(
         tool_handlers: Function name to Python callable; each call runs as a Prefect task and its
             return value (a string, or anything JSON-serialisable) is the tool output.
         stream: Follow the run through its event stream (one request); falls back to polling.
-        cancel_wait_seconds: How long to wait for a cancel to finish.
+        cancel_wait_seconds: How long to wait for a cancel to finish (0: send it, do not wait).
         **run_parameters: Any other *create run* parameter (model, instructions, tools, metadata, ...).
 
     Returns:
@@ -132,7 +128,8 @@ def run_assistant(
         RunFailed: The run failed (``run.last_error`` says why).
         RunIncomplete: The run hit a token limit.
         RunExpired: The run expired.
-        RunCancelled: The run was cancelled (by someone else, or because a tool call failed: ``ToolCallError``).
+        RunCancelled: The run was cancelled by someone else.
+        ToolCallError: A tool call could not be answered; the run was cancelled.
         RunTimedOut: The deadline passed; the run was cancelled.
 
     Example:
@@ -146,97 +143,32 @@ def run_assistant(
         raise ValueError("give messages (a new thread is created with them) or the thread_id of an existing thread")
     if not max_wait_seconds > 0:
         raise ValueError(f"max_wait_seconds must be positive, got {max_wait_seconds}")
+    if cancel_wait_seconds < 0:
+        raise ValueError(f"cancel_wait_seconds must be 0 or more, got {cancel_wait_seconds}")
+    if thread_id is not None:
+        check_id("thread_id", thread_id)
     handlers = dict(tool_handlers or {})
     creds = resolve_credentials(credentials)
-    new_messages = _message_params(messages)
     params = CreateRunParams(
-        assistant_id=assistant_id, additional_messages=new_messages if thread_id else None, **run_parameters
+        assistant_id=assistant_id, additional_messages=_message_params(messages) or None, **run_parameters
     )
-    key = new_idempotency_key()
+    key = logical_key("run")
     with_idempotency_key(params, key)  # room for the key in metadata: checked before anything is created
     with creds.get_client() as client:
-        if thread_id is None:
-            thread_id = client.create_thread(messages=new_messages).id
-        follower: RunFollower | None = None
-        tracker: RunTracker | None = None
-        failure: BaseException | None = None
-        try:
-            run, events = start_run(client, thread_id, params, stream, key)
-            tracker = RunTracker(run.id, max_wait_seconds)
-            follower = RunFollower(
-                thread_id, run.id, max_wait_seconds, on_change=tracker.on_change, on_tick=tracker.tick
-            )
-            follower.observe(run)
-            _follow_through_tools(client, follower, events, handlers, stream)
-        except (RunTimedOut, ToolCallError) as exc:
-            failure = exc
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            follower = follower or _recover(client, thread_id, key, max_wait_seconds)
-            if follower is not None:
-                try:
-                    final, reason, cancel = _conclude(client, follower, failure, cancel_wait_seconds)
-                except OpenAIRunsError as exc:
-                    get_logger().error("Could not cancel or record OpenAI run %s: %s", follower.run_id, exc)
-                    if failure is None or isinstance(failure, (RunTimedOut, ToolCallError)):
-                        raise
-                    # else: let the error that interrupted the flow propagate; the run's ids are logged
-            if tracker is not None and follower is not None:
-                tracker.tick(follower.elapsed, force=True)
-    if isinstance(failure, RunTimedOut) and cancel is not None and completed_after_all(cancel):
-        return final  # it completed just before the deadline; the cancel found it so
-    if isinstance(failure, ToolCallError):
-        raise ToolCallError(final, failure.reason, failure.function_name) from failure
-    if isinstance(failure, RunTimedOut):
-        raise RunTimedOut(final, f"{failure.reason}; {describe_cancel(cancel) if cancel else 'not cancelled'}")
-    error = outcome_error(final, reason)
-    if error is not None:
-        raise error
-    return final
-
-
-def _recover(client: RunsClient, thread_id: str, key: str, max_wait_seconds: float) -> RunFollower | None:
-    """After an interruption before the run was known: find it by its idempotency key, if it was created.
-
-    A failure here is logged, never raised: it must not hide the error that interrupted the flow.
-    """
-    try:
-        run = client.find_run(thread_id, key)
-    except OpenAIRunsError as exc:
-        get_logger().error("Could not look for a run created before the interruption on thread %s: %s", thread_id, exc)
-        return None
-    if run is None:
-        return None
-    get_logger().warning("Found run %s created before the interruption; it will be cancelled", run.id)
-    follower = RunFollower(thread_id, run.id, max_wait_seconds)
-    follower.observe(run)
-    return follower
-
-
-def _conclude(
-    client: RunsClient, follower: RunFollower, failure: BaseException | None, cancel_wait_seconds: float
-) -> tuple[Run, str | None, CancelResult | None]:
-    """Cancel the run if it is still active, write its artifact; say why it ended and how the cancel went."""
-    run = follower.run
-    if run is None:
-        run = client.get_run(follower.thread_id, follower.run_id)
-        follower.observe(run)
-    reason: str | None = None
-    result: CancelResult | None = None
-    if not run.status.is_terminal:
-        cause = cancel_reason(failure)
-        result = cancel_sync(client, run.thread_id, run.id, cancel_wait_seconds)
-        log_cancel(result, cause)
-        follower.observe(result.run)
-        run = result.run
-        reason = f"{cause}; {describe_cancel(result)}"
-    elif isinstance(failure, RunOutcomeError):
-        reason = failure.reason
-    reply = read_reply(client, run.thread_id, run.id) if run.status is RunStatus.COMPLETED else None
-    write_run_artifact(run, follower.timeline, reason or f"ended {run.status}", reply)
-    return run, reason, result
+        api = RunsApi(client)
+        thread = thread_id if thread_id is not None else thread_for(client, key, CreateThreadParams())
+        hooks = _TaskHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
+        return run_job(
+            api,
+            RunSpec(thread, params, key),
+            key=key,
+            parent_id=thread,
+            max_wait_seconds=max_wait_seconds,
+            cancel_wait_seconds=cancel_wait_seconds,
+            stream=stream,
+            hooks=hooks,
+            on_action=_ToolAnswers(api, handlers, stream),
+        )
 
 
 @flow(name="run-assistant-fan-out", description="Run one assistant on many prompts at once; fail fast.")

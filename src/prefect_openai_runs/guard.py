@@ -36,12 +36,20 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_openai_runs._following import CancelOutcome, CancelResult, cancel_async
-from prefect_openai_runs._lifecycle import cancel_reason, describe_cancel, log_cancel, resolve_credentials
+from prefect_openai_runs._intents import recorded_intents
+from prefect_openai_runs._lifecycle._async._driver import Ending, end_job
+from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
+from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS as CANCEL_WAIT
+from prefect_openai_runs._lifecycle._follower import JobFollower, StatusChange
+from prefect_openai_runs._lifecycle._hooks import RunHooks
+from prefect_openai_runs._lifecycle._kinds import JobRef
+from prefect_openai_runs._lifecycle._outcome import CancelOutcome, CancelResult, cancel_reason
+from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import RunRef, current_flow_run_id, registered_runs, write_run_artifact
-from prefect_openai_runs.blocks import OpenAICredentials
+from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.exceptions import NotFoundError, OpenAIRunsError
+from prefect_openai_runs.models import Run
 
 FlowHook = Callable[[Any, FlowRun, Any], None]
 
@@ -57,57 +65,77 @@ def cancel_runs(
     credentials: OpenAICredentials | str,
     refs: Sequence[RunRef],
     reason: str,
-    wait_seconds: float = 30.0,
+    wait_seconds: float = CANCEL_WAIT,
     flow_run_id: UUID | None = None,
-) -> list[CancelResult]:
+) -> list[CancelResult[Run]]:
     """Cancel the given runs concurrently (safe in every state), log and record each cancel.
 
-    Runs that had already ended are left as they are (their artifact is not rewritten); a run that
-    no longer exists is logged as a warning.
+    Each run is ended the one way every job ends (see ``_lifecycle``): runs that had already ended are
+    left as they are (their artifact is not rewritten); a run that no longer exists is logged as a
+    warning.
 
     Args:
         credentials: The credentials block, or the name of a saved one.
         refs: The runs.
-        reason: Why, for the logs and the run artifacts.
+        reason: Why, for the logs, the events and the run artifacts.
         wait_seconds: How long to wait for each cancel to finish.
         flow_run_id: The flow run the artifacts belong to (default: the current one).
 
     Returns:
-        One result per run that could be reached.
+        One result per run that was cancelled or found already ended.
     """
     if not refs:
         return []
     creds = resolve_credentials(credentials)
 
-    async def cancel_all() -> list[CancelResult | BaseException]:
+    async def end_all() -> list[Ending[Run] | BaseException]:
         async with creds.get_async_client() as client:
+            api = AsyncRunsApi(client)
+            followers = [
+                JobFollower(RUN, JobRef(RUN.name, ref.run_id, ref.thread_id), max(wait_seconds, 1.0)) for ref in refs
+            ]
+            hooks = _GuardHooks(flow_run_id)
             return await asyncio.gather(
-                *(cancel_async(client, ref.thread_id, ref.run_id, wait_seconds) for ref in refs),
-                return_exceptions=True,
+                *(end_job(api, f, None, wait_seconds, hooks, reason) for f in followers), return_exceptions=True
             )
 
-    outcomes: list[CancelResult | BaseException] = run_coro_as_sync(cancel_all()) or []
-    results: list[CancelResult] = []
+    outcomes: list[Ending[Run] | BaseException] = run_coro_as_sync(end_all()) or []
+    results: list[CancelResult[Run]] = []
     for ref, outcome in zip(refs, outcomes, strict=True):
         if isinstance(outcome, NotFoundError):
             get_logger().warning("OpenAI run %s no longer exists (%s): %s", ref.run_id, reason, outcome)
-            continue
-        if isinstance(outcome, BaseException):
+        elif isinstance(outcome, BaseException):
             get_logger().error("Could not cancel OpenAI run %s (%s): %s", ref.run_id, reason, outcome)
-            continue
-        results.append(outcome)
-        if outcome.outcome is not CancelOutcome.ALREADY_ENDED:
-            log_cancel(outcome, reason)
-            write_run_artifact(outcome.run, [], f"{reason}; {describe_cancel(outcome)}", flow_run_id=flow_run_id)
+        elif outcome.cancel is not None:
+            results.append(outcome.cancel)
+        else:
+            results.append(CancelResult(CancelOutcome.ALREADY_ENDED, outcome.job))
     return results
 
 
+class _GuardHooks(RunHooks):
+    """Records what a hook or the sweep ends, for a flow run that may not be the current one; a run that
+    had already ended keeps its artifact as it was."""
+
+    def __init__(self, flow_run_id: UUID | None) -> None:
+        super().__init__(0.0, progress=False)
+        self.flow_run_id = flow_run_id
+
+    def ended(self, job: Run, timeline: list[StatusChange], reason: str) -> None:
+        if len(timeline) > 1 or not job.status.is_terminal:  # one terminal status seen: it had already ended
+            write_run_artifact(job, timeline, reason, flow_run_id=self.flow_run_id)
+
+
 def cancel_flow_run_openai_runs(
-    credentials: OpenAICredentials | str, flow_run_id: UUID, reason: str, wait_seconds: float = 30.0
-) -> list[CancelResult]:
+    credentials: OpenAICredentials | str,
+    flow_run_id: UUID,
+    reason: str,
+    wait_seconds: float = CANCEL_WAIT,
+) -> list[CancelResult[Run]]:
     """Cancel every run our tasks and flows created in a flow run that is still active.
 
-    The runs are read back from the Prefect server (the run artifacts), so this works from any process.
+    The runs are read back from the Prefect server (the run artifacts), so this works from any process;
+    so are the intents of creates whose answer never came (their runs are found by idempotency key).
 
     Args:
         credentials: The credentials block, or the name of a saved one.
@@ -118,10 +146,31 @@ def cancel_flow_run_openai_runs(
     Returns:
         One result per recorded run that could be reached.
     """
-    return cancel_runs(credentials, registered_runs(flow_run_id), reason, wait_seconds, flow_run_id)
+    refs = registered_runs(flow_run_id)
+    known = {ref.run_id for ref in refs}
+    refs += [ref for ref in _runs_of_intents(credentials, flow_run_id) if ref.run_id not in known]
+    return cancel_runs(credentials, refs, reason, wait_seconds, flow_run_id)
 
 
-def cancel_runs_hook(credentials: OpenAICredentials | str, wait_seconds: float = 30.0) -> FlowHook:
+def _runs_of_intents(credentials: OpenAICredentials | str, flow_run_id: UUID) -> list[RunRef]:
+    """The runs the flow run's recorded intents created, found on their threads by idempotency key."""
+    intents = [i for i in recorded_intents(flow_run_id) if i.kind == RUN.name and i.parent_id]
+    if not intents:
+        return []
+    found: list[RunRef] = []
+    with resolve_credentials(credentials).get_client() as client:
+        for intent in intents:
+            try:
+                run = client.find_run(intent.parent_id or "", intent.key)
+            except OpenAIRunsError as exc:
+                get_logger().error("Could not look for the run of intent %s: %s", intent.key, exc)
+                continue
+            if run is not None:
+                found.append(RunRef(run.thread_id, run.id))
+    return found
+
+
+def cancel_runs_hook(credentials: OpenAICredentials | str, wait_seconds: float = CANCEL_WAIT) -> FlowHook:
     """A flow hook (``on_failure``, ``on_cancellation``, ``on_crashed``) that cancels the flow run's OpenAI runs.
 
     The reason logged and written in each run artifact follows the flow run's state.
@@ -142,14 +191,14 @@ class CancelRunsHooks(TypedDict):
     on_crashed: list[FlowHook]
 
 
-def cancel_runs_hooks(credentials: OpenAICredentials | str, wait_seconds: float = 30.0) -> CancelRunsHooks:
+def cancel_runs_hooks(credentials: OpenAICredentials | str, wait_seconds: float = CANCEL_WAIT) -> CancelRunsHooks:
     """The three hooks as ``@flow`` keyword arguments: ``@flow(**cancel_runs_hooks("openai"))``."""
     hook = cancel_runs_hook(credentials, wait_seconds)
     return CancelRunsHooks(on_failure=[hook], on_cancellation=[hook], on_crashed=[hook])
 
 
 @contextmanager
-def cancel_runs_on_error(credentials: OpenAICredentials | str, wait_seconds: float = 30.0) -> Iterator[None]:
+def cancel_runs_on_error(credentials: OpenAICredentials | str, wait_seconds: float = CANCEL_WAIT) -> Iterator[None]:
     """Inside a flow: if the block raises, cancel every run created in this flow run so far, then re-raise.
 
     Example:
@@ -172,7 +221,7 @@ def cancel_runs_on_error(credentials: OpenAICredentials | str, wait_seconds: flo
 
 @flow(name="cancel-orphaned-openai-runs")
 def cancel_orphaned_runs(
-    credentials: OpenAICredentials | str, lookback_hours: float = 24.0, wait_seconds: float = 30.0
+    credentials: OpenAICredentials | str, lookback_hours: float = 24.0, wait_seconds: float = CANCEL_WAIT
 ) -> list[RunRef]:
     """Find OpenAI runs created by flow runs that crashed, failed or were cancelled, and cancel those still active.
 
@@ -208,6 +257,6 @@ def cancel_orphaned_runs(
         except OpenAIRunsError as exc:
             get_logger().error("Could not sweep flow run %s: %s", flow_run.id, exc)
             continue
-        swept += [RunRef(r.run.thread_id, r.run.id) for r in results if r.outcome is not CancelOutcome.ALREADY_ENDED]
+        swept += [RunRef(r.job.thread_id, r.job.id) for r in results if r.outcome is not CancelOutcome.ALREADY_ENDED]
     get_logger().info("Cancelled %d orphaned OpenAI run(s) from %d flow run(s)", len(swept), len(flow_runs))
     return swept

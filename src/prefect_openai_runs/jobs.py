@@ -17,18 +17,20 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from prefect.blocks.abstract import JobBlock, JobRun
 from pydantic import Field, HttpUrl
 
-from prefect_openai_runs._following import RunFollower, cancel_async, completed_after_all, follow_async
-from prefect_openai_runs._lifecycle import cancel_reason, describe_cancel, log_cancel, outcome_error
-from prefect_openai_runs._recording import record_created, write_run_artifact
+from prefect_openai_runs._lifecycle._async._driver import end_job, follow, start_job
+from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi, RunSpec
+from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
+from prefect_openai_runs._lifecycle._hooks import RunHooks
+from prefect_openai_runs._lifecycle._keys import logical_key
+from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.client import AsyncRunsClient
-from prefect_openai_runs.exceptions import RunTimedOut
+from prefect_openai_runs.exceptions import OpenAIRunsError, RunTimedOut
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, Run, RunStatus
 
 
@@ -38,36 +40,41 @@ class OpenAIAssistantJobRun(JobRun[str]):
     def __init__(self, block: OpenAIAssistantRun, client: AsyncRunsClient, run: Run) -> None:
         self._block = block
         self._client = client
+        self._api = AsyncRunsApi(client)
         self.run = run
         """The run's last known state."""
 
+    def _hooks(self) -> RunHooks:
+        return RunHooks(self._block.max_wait_seconds, progress=False)
+
     async def wait_for_completion(self) -> None:  # type: ignore[override]  # Prefect annotates Logger; None, as prefect-dbt
-        """Follow the run until it ends; past the block's deadline, cancel it and raise ``RunTimedOut``.
+        """Follow the run until it ends. Past the block's deadline, or when the wait is interrupted (the
+        flow's timeout, a cancellation), the run is cancelled first; then the outcome is raised.
 
         Raises:
             RunOutcomeError: When the run did not complete (``RunFailed``, ``RunTimedOut``, ...).
         """
-        follower = RunFollower(self.run.thread_id, self.run.id, self._block.max_wait_seconds)
+        hooks = self._hooks()
+        follower: JobFollower[Run] = JobFollower(
+            self._api.kind, self._api.kind.ref(self.run), self._block.max_wait_seconds, on_change=hooks.changed
+        )
         follower.observe(self.run)
+        failure: BaseException | None = None
         try:
-            self.run = await follow_async(self._client, follower)
-            reason = f"ended {self.run.status}"
+            self.run = await follow(self._api, follower)
         except RunTimedOut as exc:
-            result = await cancel_async(self._client, self.run.thread_id, self.run.id, 30.0)
-            self.run = result.run
-            if completed_after_all(result):
-                await asyncio.to_thread(
-                    write_run_artifact, self.run, follower.timeline, "completed just before the deadline"
-                )
-                return
-            log_cancel(result, cancel_reason(exc))
-            reason = f"{cancel_reason(exc)}; {describe_cancel(result)}"
-            await asyncio.to_thread(write_run_artifact, self.run, follower.timeline, reason)
-            raise RunTimedOut(self.run, exc.reason) from None
-        await asyncio.to_thread(write_run_artifact, self.run, follower.timeline, reason)
-        error = outcome_error(self.run)
-        if error is not None:
-            raise error
+            failure = exc
+        except BaseException as exc:
+            try:
+                ending = await end_job(self._api, follower, exc, DEFAULT_CANCEL_WAIT_SECONDS, hooks)
+                self.run = ending.job
+            except OpenAIRunsError as error:
+                get_logger().error("Could not cancel OpenAI run %s: %s", self.run.id, error)
+            raise
+        ending = await end_job(self._api, follower, failure, DEFAULT_CANCEL_WAIT_SECONDS, hooks)
+        self.run = ending.job
+        if ending.error is not None:
+            raise ending.error
 
     async def fetch_result(self) -> str:
         """The assistant's reply text (the run must have completed)."""
@@ -82,10 +89,9 @@ class OpenAIAssistantJobRun(JobRun[str]):
 
     async def cancel(self, reason: str = "cancelled on request") -> Run:
         """Cancel the run (safe in every state) and wait until it is terminal; returns its final state."""
-        result = await cancel_async(self._client, self.run.thread_id, self.run.id, 30.0)
-        log_cancel(result, reason)
-        self.run = result.run
-        await asyncio.to_thread(write_run_artifact, self.run, [], f"{reason}; {describe_cancel(result)}")
+        follower: JobFollower[Run] = JobFollower(self._api.kind, self._api.kind.ref(self.run), 1.0)
+        ending = await end_job(self._api, follower, None, DEFAULT_CANCEL_WAIT_SECONDS, self._hooks(), reason)
+        self.run = ending.job
         return self.run
 
     async def close(self) -> None:
@@ -111,15 +117,27 @@ class OpenAIAssistantRun(JobBlock[str]):
     run_parameters: dict[str, Any] = Field(default_factory=dict, description="Other create-run parameters.")
 
     async def trigger(self) -> OpenAIAssistantJobRun:
-        """Create the run (and its thread when needed), record it, and return its job run."""
+        """Create the run (and its thread when needed), record it, and return its job run.
+
+        The client is closed if the create fails.
+        """
         messages = [CreateMessageParams(content=text) for text in self.messages]
         params = CreateRunParams(
-            assistant_id=self.assistant_id,
-            additional_messages=messages if self.thread_id else None,
-            **self.run_parameters,
+            assistant_id=self.assistant_id, additional_messages=messages or None, **self.run_parameters
         )
         client = self.credentials.get_async_client()
-        thread_id = self.thread_id or (await client.create_thread(messages=messages)).id
-        run = await client.create_run(thread_id, params)
-        await asyncio.to_thread(record_created, run)
+        try:
+            thread_id = self.thread_id or (await client.create_thread()).id
+            key = logical_key("run")
+            run, _ = await start_job(
+                AsyncRunsApi(client),
+                RunSpec(thread_id, params, key),
+                key=key,
+                parent_id=thread_id,
+                stream=False,
+                hooks=RunHooks(self.max_wait_seconds, progress=False),
+            )
+        except BaseException:
+            await client.aclose()
+            raise
         return OpenAIAssistantJobRun(self, client, run)

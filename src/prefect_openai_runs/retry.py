@@ -28,6 +28,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from prefect_openai_runs import _deadline
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.exceptions import (
     APIConnectionError,
@@ -92,6 +93,18 @@ class wait_server_hint(wait_base):
         return float(self.fallback(retry_state))
 
 
+class stop_at_deadline(stop_base):
+    """Stop before a sleep that would end past the current job's deadline (see :mod:`._deadline`).
+
+    Outside a deadline scope it never stops anything. With a deadline, a ``retry-after`` of 8 s on a
+    poll two seconds before the deadline ends the retries at once instead of sleeping past it.
+    """
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        left = _deadline.remaining()
+        return left is not None and (retry_state.upcoming_sleep or 0.0) >= left
+
+
 def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, APIError):
         return f"HTTP {exc.status_code} ({exc.code or exc.type or type(exc).__name__})"
@@ -150,8 +163,8 @@ class RetryPolicy:
 
     @property
     def stop(self) -> stop_base:
-        """Bounded attempts, and no sleep that would end past the deadline."""
-        return stop_after_attempt(self.max_attempts) | stop_before_delay(self.deadline_seconds)
+        """Bounded attempts, and no sleep that would end past the policy's deadline or the job's."""
+        return stop_after_attempt(self.max_attempts) | stop_before_delay(self.deadline_seconds) | stop_at_deadline()
 
     @property
     def wait(self) -> wait_base:
@@ -193,5 +206,6 @@ __all__ = [
     "is_retryable",
     "is_retryable_unapplied",
     "log_retry",
+    "stop_at_deadline",
     "wait_server_hint",
 ]

@@ -1,9 +1,10 @@
 """Prefect tasks that create, follow, cancel and answer OpenAI runs.
 
 Every task takes the :class:`~prefect_openai_runs.blocks.OpenAICredentials` block or the name of a saved
-one, logs with the run logger, and never caches (a cached poll would never see a new status). Every
-run a task creates is logged and recorded on the Prefect server at once (see
-:mod:`prefect_openai_runs._recording`), so it can always be found and cancelled. The tasks are
+one, logs with the run logger, and never caches (a cached poll would never see a new status). Every run
+a task creates is logged and recorded on the Prefect server at once, and its intent (thread and
+idempotency key) before the create is sent, so it can always be found and cancelled; a Prefect retry of
+the same task finds the run its earlier attempt created instead of creating another. The tasks are
 synchronous and work in sync and async flows alike; :func:`wait_for_runs` follows many runs from one
 event loop.
 """
@@ -16,23 +17,31 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_openai_runs._fanout import FanOut, follow_many
-from prefect_openai_runs._following import PollSchedule, RunFollower, cancel_sync, completed_after_all, follow_sync
-from prefect_openai_runs._lifecycle import (
-    RunTracker,
-    cancel_reason,
-    describe_cancel,
-    log_cancel,
-    outcome_error,
-    resolve_credentials,
+from prefect_openai_runs._intents import Intent, find_intent, record_intent
+from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
+from prefect_openai_runs._lifecycle._fanout import FanOut, follow_many
+from prefect_openai_runs._lifecycle._follower import (
+    DEFAULT_CANCEL_WAIT_SECONDS,
+    JobFollower,
+    PollSchedule,
+    StatusChange,
 )
+from prefect_openai_runs._lifecycle._hooks import RunHooks
+from prefect_openai_runs._lifecycle._keys import logical_key
+from prefect_openai_runs._lifecycle._kinds import JobRef
+from prefect_openai_runs._lifecycle._outcome import cancel_reason
+from prefect_openai_runs._lifecycle._run_kind import RUN
+from prefect_openai_runs._lifecycle._sync._driver import end_job, follow, start_job
+from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._recording import ArtifactWriter, RunRef, record_created, write_run_artifact
-from prefect_openai_runs.blocks import OpenAICredentials
-from prefect_openai_runs.exceptions import RunTimedOut
+from prefect_openai_runs._recording import RunRef
+from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
+from prefect_openai_runs.client import RunsClient
+from prefect_openai_runs.client._operations import with_idempotency_key
+from prefect_openai_runs.client._params import split_thread_and_run
+from prefect_openai_runs.exceptions import OpenAIRunsError, RunTimedOut
 from prefect_openai_runs.guard import cancel_runs
 from prefect_openai_runs.models import (
     CreateMessageParams,
@@ -58,6 +67,28 @@ def _messages(messages: Sequence[MessageInput] | None) -> list[CreateMessagePara
     ]
 
 
+class _TaskHooks(RunHooks):
+    """Run hooks whose intent is recorded on the Prefect server (tasks and flows)."""
+
+    def intent(self, kind: str, key: str, parent_id: str | None) -> None:
+        record_intent(Intent(kind, key, parent_id))
+
+
+def create_recorded_run(client: RunsClient, thread_id: str, params: CreateRunParams, key: str) -> Run:
+    """Create a run tagged with ``key``, recording the intent first and the run at once; after an
+    ambiguous failure the run is looked up by its key before the error is raised."""
+    with_idempotency_key(params, key)  # room for the key in metadata: checked before anything is sent
+    run, _ = start_job(
+        RunsApi(client),
+        RunSpec(thread_id, params, key),
+        key=key,
+        parent_id=thread_id,
+        stream=False,
+        hooks=_TaskHooks(0.0, progress=False),
+    )
+    return run
+
+
 @task(name="Create OpenAI run", cache_policy=NO_CACHE)
 def create_run(
     credentials: Credentials,
@@ -68,14 +99,15 @@ def create_run(
 ) -> Run:
     """Create a run of an assistant on an existing thread.
 
-    The parameters are validated before any request is sent; the run is tagged with an idempotency
-    key so that a retried create never leaves two runs; its ids are logged and recorded at once.
+    The parameters are validated before any request is sent. The run is tagged with an idempotency key
+    derived from this task run, so a retried create (by the client, or by a Prefect retry of this task)
+    never leaves two runs; its intent is recorded before the create is sent and its ids at once.
 
     Args:
         credentials: The credentials block, or the name of a saved one.
         thread_id: The thread to run on.
         assistant_id: The assistant to run.
-        messages: Messages to add to the thread first (strings are user messages).
+        messages: Messages added to the thread with the run (strings are user messages).
         **run_parameters: Any other *create run* parameter (model, instructions, tools, metadata,
             temperature, max_completion_tokens, ...).
 
@@ -95,9 +127,16 @@ def create_run(
     """
     params = CreateRunParams(assistant_id=assistant_id, additional_messages=_messages(messages), **run_parameters)
     with resolve_credentials(credentials).get_client() as client:
-        run = client.create_run(thread_id, params)
-    record_created(run)
-    return run
+        return create_recorded_run(client, thread_id, params, logical_key("run"))
+
+
+def thread_for(client: RunsClient, key: str, thread: CreateThreadParams) -> str:
+    """The thread a run with idempotency ``key`` goes on: the one an earlier attempt recorded, else a new one."""
+    earlier = find_intent(key)
+    if earlier is not None and earlier.parent_id:
+        get_logger().info("Retrying on thread %s, where an earlier attempt created its run", earlier.parent_id)
+        return earlier.parent_id
+    return client.create_thread(thread).id
 
 
 @task(name="Create OpenAI thread and run", cache_policy=NO_CACHE)
@@ -107,20 +146,25 @@ def create_thread_and_run(
     messages: Sequence[MessageInput] | None = None,
     **run_parameters: Any,
 ) -> Run:
-    """Create a thread with ``messages`` and a run on it (two requests, so a retry never makes two runs).
+    """Create a thread and a run on it that brings ``messages`` (so a retry never makes two runs).
+
+    A Prefect retry of this task reuses the thread its earlier attempt created and finds the run there.
 
     Example:
         ```python
         run = create_thread_and_run("openai", "asst_abc", messages=["What changed in v2?"])
         ```
     """
-    params = CreateThreadAndRunParams(
-        assistant_id=assistant_id, thread=CreateThreadParams(messages=_messages(messages)), **run_parameters
+    thread_part, run_part = split_thread_and_run(
+        CreateThreadAndRunParams(
+            assistant_id=assistant_id, thread=CreateThreadParams(messages=_messages(messages)), **run_parameters
+        ),
+        {},
     )
+    key = logical_key("run")
+    with_idempotency_key(run_part, key)  # before the thread exists
     with resolve_credentials(credentials).get_client() as client:
-        run = client.create_thread_and_run(params)
-    record_created(run)
-    return run
+        return create_recorded_run(client, thread_for(client, key, thread_part), run_part, key)
 
 
 @task(name="Get OpenAI run", cache_policy=NO_CACHE)
@@ -144,13 +188,15 @@ def wait_for_run(
     max_wait_seconds: float = 600.0,
     cancel_on_timeout: bool = True,
     poll_schedule: PollSchedule | None = None,
+    cancel_wait_seconds: float = DEFAULT_CANCEL_WAIT_SECONDS,
 ) -> Run:
     """Wait until a run is terminal or needs action, and return it.
 
-    Each status change is logged once with the elapsed time and emitted as a Prefect event; a
-    progress artifact shows elapsed time against the deadline. Polls follow the server's
-    ``openai-poll-after-ms`` hint when sent, else :class:`~prefect_openai_runs._following.PollSchedule`;
-    no sleep ends past the deadline. A terminal run gets its run artifact.
+    Each status change is logged once with the elapsed time and emitted as a Prefect event; a progress
+    artifact shows elapsed time against the deadline. Polls follow the server's ``openai-poll-after-ms``
+    hint when sent, else :class:`~prefect_openai_runs.PollSchedule`; no sleep or request ends past the
+    deadline. A run that ends gets its run artifact. If the wait is interrupted (the flow's timeout, a
+    cancellation, a crash signal), the run is cancelled before the interruption goes on.
 
     Args:
         credentials: The credentials block, or the name of a saved one.
@@ -159,47 +205,60 @@ def wait_for_run(
         max_wait_seconds: The deadline.
         cancel_on_timeout: Cancel the run (and wait for it) when the deadline passes.
         poll_schedule: Waits between polls when the server gives no hint.
+        cancel_wait_seconds: How long to wait for a cancel to finish (0: send it, do not wait).
 
     Returns:
         The run, terminal or ``requires_action``.
 
     Raises:
         RunTimedOut: The deadline passed; carries the last run (cancelled, unless told not to).
+        RunOutcomeError: The run ended otherwise than completed (``RunFailed``, ...).
 
     Example:
         ```python
         run = wait_for_run("openai", run.thread_id, run.id, max_wait_seconds=120)
         ```
     """
-    tracker = RunTracker(run_id, max_wait_seconds)
-    follower = RunFollower(
-        thread_id,
-        run_id,
+    hooks = RunHooks(max_wait_seconds)
+    follower: JobFollower[Run] = JobFollower(
+        RUN,
+        JobRef(RUN.name, run_id, thread_id),
         max_wait_seconds,
         schedule=poll_schedule or PollSchedule(),
-        on_change=tracker.on_change,
-        on_tick=tracker.tick,
+        on_change=hooks.changed,
+        on_tick=hooks.tick,
     )
-    creds = resolve_credentials(credentials)
-    with creds.get_client() as client:
+    with resolve_credentials(credentials).get_client() as client:
+        api = RunsApi(client)
+        hooks.reply = lambda run: read_reply(client, run.thread_id, run.id)
+        failure: RunTimedOut | None = None
         try:
-            run = follow_sync(client, follower)
+            run = follow(api, follower)
         except RunTimedOut as exc:
             if not cancel_on_timeout:
+                hooks.ended(exc.job, follower.timeline, f"{exc.reason}; not cancelled (cancel_on_timeout=False)")
                 raise
-            reason = cancel_reason(exc)
-            result = cancel_sync(client, thread_id, run_id, wait_seconds=30.0)
-            if completed_after_all(result):
-                write_run_artifact(result.run, follower.timeline, "completed just before the deadline")
-                return result.run
-            log_cancel(result, reason)
-            write_run_artifact(result.run, follower.timeline, f"{reason}; {describe_cancel(result)}")
-            raise RunTimedOut(result.run, exc.reason) from None
-        finally:
-            tracker.tick(follower.elapsed, force=True)
-    if run.status.is_terminal:
-        write_run_artifact(run, follower.timeline, f"ended {run.status}")
-    return run
+            failure = exc
+        except BaseException as exc:
+            _end_quietly(api, follower, exc, cancel_wait_seconds, hooks)
+            raise
+        else:
+            if RUN.needs_action(run):
+                return run
+        ending = end_job(api, follower, failure, cancel_wait_seconds, hooks)
+    if ending.error is not None:
+        raise ending.error
+    return ending.job
+
+
+def _end_quietly(
+    api: RunsApi, follower: JobFollower[Run], failure: BaseException, wait_seconds: float, hooks: RunHooks
+) -> None:
+    """End a run whose following was interrupted; a failure here is logged, never hides the interruption."""
+    try:
+        end_job(api, follower, failure, wait_seconds, hooks)
+    except OpenAIRunsError as exc:
+        get_logger().error("Could not cancel or record OpenAI run %s: %s", follower.ref.id, exc)
 
 
 @task(name="Cancel OpenAI run", cache_policy=NO_CACHE)
@@ -208,24 +267,23 @@ def cancel_run(
     thread_id: str,
     run_id: str,
     reason: str = "cancelled on request",
-    wait_seconds: float = 30.0,
+    wait_seconds: float = DEFAULT_CANCEL_WAIT_SECONDS,
 ) -> Run:
     """Cancel a run and wait (at most ``wait_seconds``) until it is ``cancelled`` or otherwise terminal.
 
-    Safe in every state and idempotent: a run that already ended is returned unchanged (the API's
-    400 *Cannot cancel run with status ...* is not an error here). A cancel the server did not honour
-    (the run completed anyway) is logged as a warning and written in the run artifact, not hidden.
+    Safe in every state and idempotent: a run that already ended is returned unchanged (the API's 400
+    *Cannot cancel run with status ...* is not an error here). A cancel the server did not honour (the
+    run completed anyway) is logged as a warning and written in the run artifact, not hidden.
 
     Example:
         ```python
         run = cancel_run("openai", "thread_abc", "run_abc", reason="nightly window closed")
         ```
     """
+    follower: JobFollower[Run] = JobFollower(RUN, JobRef(RUN.name, run_id, thread_id), max(wait_seconds, 1.0))
     with resolve_credentials(credentials).get_client() as client:
-        result = cancel_sync(client, thread_id, run_id, wait_seconds)
-    log_cancel(result, reason)
-    write_run_artifact(result.run, [], f"{reason}; {describe_cancel(result)}")
-    return result.run
+        ending = end_job(RunsApi(client), follower, None, wait_seconds, RunHooks(wait_seconds, progress=False), reason)
+    return ending.job
 
 
 @task(name="Submit OpenAI tool outputs", cache_policy=NO_CACHE)
@@ -264,10 +322,28 @@ def get_run_output(credentials: Credentials, thread_id: str, run_id: str) -> str
         return read_reply(client, thread_id, run_id)
 
 
-def read_reply(client: Any, thread_id: str, run_id: str) -> str:
+def read_reply(client: RunsClient, thread_id: str, run_id: str) -> str:
     """The reply text of a run, through an open sync client."""
     messages = client.list_messages(thread_id, run_id=run_id, order="asc", limit=100)
     return "\n\n".join(m.text for m in messages if m.role == "assistant" and m.text)
+
+
+class _FanOutHooks(RunHooks):
+    """Run hooks for a fan-out: no progress artifact per run, and nothing recorded once the task was
+    interrupted (the interruption cancels the runs and records why; a late "ended cancelled" from the
+    following loop, still alive on its own thread, must not overwrite that)."""
+
+    def __init__(self, stopped: threading.Event) -> None:
+        super().__init__(0.0, progress=False)
+        self._stopped = stopped
+
+    def changed(self, change: StatusChange, job: Run) -> None:
+        if not self._stopped.is_set():
+            super().changed(change, job)
+
+    def ended(self, job: Run, timeline: list[StatusChange], reason: str) -> None:
+        if not self._stopped.is_set():
+            super().ended(job, timeline, reason)
 
 
 @task(name="Wait for OpenAI runs", cache_policy=NO_CACHE)
@@ -276,18 +352,22 @@ def wait_for_runs(
     runs: Sequence[Run | tuple[str, str]],
     max_wait_seconds: float = 600.0,
     fail_fast: bool = True,
+    cancel_wait_seconds: float = DEFAULT_CANCEL_WAIT_SECONDS,
 ) -> list[Run]:
     """Follow many runs at once, in one event loop, and return them when all have ended.
 
     With ``fail_fast`` (the default), the first run that does not complete stops the wait and every
     sibling still active is cancelled (and awaited) before the task fails. At the deadline, every run
-    still active is cancelled. Each run that ended gets its run artifact.
+    still active is cancelled. A run that waits for tool outputs is reported as such (this task cannot
+    answer it) and cancelled; its siblings go on unless ``fail_fast``. Each run gets its run artifact as
+    soon as it ends.
 
     Args:
         credentials: The credentials block, or the name of a saved one.
         runs: Runs, or ``(thread_id, run_id)`` pairs.
         max_wait_seconds: The deadline for all of them.
         fail_fast: Cancel the others as soon as one fails.
+        cancel_wait_seconds: How long to wait for each cancel to finish.
 
     Returns:
         The final runs, in the order given.
@@ -303,34 +383,34 @@ def wait_for_runs(
     """
     if not max_wait_seconds > 0:
         raise ValueError(f"max_wait_seconds must be positive, got {max_wait_seconds}")
-    refs = [RunRef(r.thread_id, r.id) if isinstance(r, Run) else RunRef(*r) for r in runs]
+    refs = [
+        JobRef(RUN.name, r.id, r.thread_id) if isinstance(r, Run) else JobRef(RUN.name, r[1], r[0]) for r in runs
+    ]
     creds = resolve_credentials(credentials)
-
     interrupted = threading.Event()
 
-    async def follow() -> FanOut:
-        async with creds.get_async_client() as client, get_client() as prefect:
-            # Each run's artifact is written as soon as it ends, while the others are followed.
-            writer = ArtifactWriter(prefect, stopped=interrupted)
-            return await follow_many(client, refs, max_wait_seconds, fail_fast, on_end=writer.write)
+    async def follow_all() -> FanOut[Run]:
+        async with creds.get_async_client() as client:
+            return await follow_many(
+                AsyncRunsApi(client),
+                refs,
+                max_wait_seconds,
+                fail_fast=fail_fast,
+                cancel_wait_seconds=cancel_wait_seconds,
+                hooks_for=lambda ref: _FanOutHooks(interrupted),
+            )
 
     try:
-        outcome: FanOut | None = run_coro_as_sync(follow())
+        fan: FanOut[Run] | None = run_coro_as_sync(follow_all())
     except BaseException as exc:
         # A signal or a flow timeout lands here, not in the loop that follows the runs (which may go on,
-        # on its own thread, and see the runs cancelled): cancel them all and record why, with nothing
-        # from that loop written after.
+        # on its own thread): cancel them all and record why, with nothing from that loop written after.
         interrupted.set()
-        cancel_runs(creds, refs, cancel_reason(exc))
+        cancel_runs(creds, [RunRef(r.parent_id or "", r.id) for r in refs], cancel_reason(exc), cancel_wait_seconds)
         raise
-    if outcome is None:
+    if fan is None:
         raise RuntimeError("following the runs returned nothing")
-    if outcome.failure is not None:
-        get_logger().error("Waiting for %d runs failed: %s", len(refs), outcome.failure)
-        raise outcome.failure
-    final = [follower.run for follower in outcome.followers if follower.run is not None]
-    for run in final:
-        error = outcome_error(run)
-        if error is not None:
-            raise error
-    return final
+    if fan.failure is not None:
+        get_logger().error("Waiting for %d runs failed: %s", len(refs), fan.failure)
+        raise fan.failure
+    return [f.job for f in fan.followers if f.job is not None]

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from prefect_openai_runs import __version__
 from prefect_openai_runs._secrets import mask_secrets
+from prefect_openai_runs._version import __version__
 from prefect_openai_runs.exceptions import (
     ActiveRunExistsError,
     APIConnectionError,
@@ -47,6 +47,8 @@ class Call:
             finds what an ambiguous failure may have applied, run before the request is sent again.
             It returns the response to use instead, or ``None`` to send again.
         stream: Whether the response is a server-sent event stream.
+        retry_ambiguous: Whether a failure that may have been applied (timeout, dropped answer, 5xx) may
+            be sent again. ``False`` for a create that the API gives no way to find again.
     """
 
     method: str
@@ -54,6 +56,7 @@ class Call:
     params: Mapping[str, Any] | None = None
     json: Any = None
     stream: bool = False
+    retry_ambiguous: bool = True
     recover: Callable[[], Any] | None = field(default=None, compare=False)
 
     def describe(self) -> str:

@@ -1,7 +1,7 @@
 """Every request of the runs API, written once, without I/O.
 
-Each operation is a generator: it yields the :class:`~prefect_openai_runs._http.Call` to make,
-receives the :class:`~prefect_openai_runs._http.Reply` (or has the request's exception thrown into
+Each operation is a generator: it yields the :class:`~prefect_openai_runs.client._http.Call` to make,
+receives the :class:`~prefect_openai_runs.client._http.Reply` (or has the request's exception thrown into
 it), and returns the parsed result. :class:`~prefect_openai_runs.client.RunsClient` and
 :class:`~prefect_openai_runs.client.AsyncRunsClient` only drive these generators, so the logic of a
 request, of its parsing and of the recovery of an ambiguous create exists in one place.
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from prefect_openai_runs._http import Call, Reply
+from prefect_openai_runs.client._http import Call, Reply
 from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError
 from prefect_openai_runs.models import (
     CreateMessageParams,
@@ -165,13 +165,15 @@ def create_run(thread_id: str, params: CreateRunParams, key: str) -> Operation[R
 
     The run is tagged with ``key``. Before a retry that follows an ambiguous failure, the driver runs
     :func:`find_run_by_key` and uses the run it finds instead of creating another. A 400 *already has
-    an active run* that names our own run (the first attempt did create it) returns that run.
+    an active run* that names our own run (the first attempt did create it) returns that run, and so
+    does an answer that is not a run (a proxy's page, a cut body) when the run exists all the same.
     """
     body = with_idempotency_key(params, key).to_body()
     body.pop("stream", None)
     call = Call("POST", _runs_path(thread_id), json=body, recover=lambda: find_run_by_key(thread_id, key))
     try:
         reply = yield call
+        return parse(Run, reply.body)
     except ActiveRunExistsError as exc:
         if exc.active_run_id is None:
             raise
@@ -179,7 +181,12 @@ def create_run(thread_id: str, params: CreateRunParams, key: str) -> Operation[R
         if (active.metadata or {}).get(IDEMPOTENCY_METADATA_KEY) != key:
             raise
         return active
-    return parse(Run, reply.body)
+    except InvalidResponseError:
+        # Answered, but not with a run: the server did something with the create. Look before failing.
+        found = yield from find_run_by_key(thread_id, key)
+        if found is None:
+            raise
+        return parse(Run, found.body)
 
 
 def stream_run_call(thread_id: str, params: CreateRunParams, key: str) -> Call:

@@ -1,0 +1,336 @@
+"""The lifecycle core: follow a job (stream, else poll) under one deadline, cancel it, and end it in the
+one way every job ends. Written once for every kind of job (through its adapter, ``_api.AsyncJobApi``)
+and once for both sides: ``_sync/_driver.py`` is generated from this file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from prefect_openai_runs import _deadline
+from prefect_openai_runs._lifecycle._async._api import AsyncJobApi, JobHooks
+from prefect_openai_runs._lifecycle._async._backend import Reader, sleep
+from prefect_openai_runs._lifecycle._follower import CANCEL_SCHEDULE, JobFollower, PollSchedule
+from prefect_openai_runs._lifecycle._kinds import JobRef
+from prefect_openai_runs._lifecycle._outcome import (
+    CancelOutcome,
+    CancelResult,
+    cancel_reason,
+    cancel_result,
+    describe_cancel,
+    honest_outcome,
+)
+from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs.exceptions import (
+    APIConnectionError,
+    APIError,
+    InvalidResponseError,
+    JobOutcomeError,
+    JobTimedOut,
+    OpenAIRunsError,
+    StreamError,
+)
+from prefect_openai_runs.retry import is_retryable
+
+J = TypeVar("J")
+S = TypeVar("S")
+
+FALLBACK_ERRORS = (StreamError, APIConnectionError, InvalidResponseError)
+"""Stream failures after which following goes on by polling."""
+RECHECK_CANCELLED_DELAY = 1.0
+"""How long after a job is seen ``cancelled`` it is read once more, for kinds whose cancel is best effort."""
+CANCEL_REQUEST_SECONDS = 5.0
+"""The least time the cancel request itself is given, even with ``cancel_wait_seconds=0``."""
+
+
+async def follow(api: AsyncJobApi[J, Any], follower: JobFollower[J], events: Reader[J] | None = None) -> J:
+    """Follow a job until it is terminal or needs the caller: by its stream when given, then by polling.
+
+    Nothing waits past the follower's deadline: not a stream read, a request, nor a retry sleep (the
+    client reads the deadline from :mod:`prefect_openai_runs._deadline`). A poll that fails in a way
+    worth retrying is tried again on the schedule until the deadline.
+
+    Raises:
+        JobTimedOut: The deadline passed first (the job is *not* cancelled here).
+    """
+    with _deadline.deadline_scope(follower.deadline):
+        if events is not None:
+            try:
+                while not follower.settled:
+                    item = await events.next(follower.remaining, follower.tick)
+                    if item is None:
+                        break
+                    follower.take(item)
+            except FALLBACK_ERRORS as exc:
+                get_logger().info("The event stream of %s broke (%s); polling instead", follower.ref.describe(), exc)
+            finally:
+                if not events.ended and (follower.settled or follower.timed_out):
+                    await events.close()
+        plan = follower.polling(wait_first=events is None)
+        try:
+            step = next(plan)
+            while True:
+                if step is not None:
+                    await sleep(step)
+                    step = plan.send(None)
+                    continue
+                try:
+                    polled = await api.poll(follower.ref)
+                except OpenAIRunsError as exc:
+                    if follower.job is None or not (is_retryable(exc) or follower.timed_out):
+                        raise
+                    if follower.timed_out:
+                        raise follower.timeout_error() from None
+                    get_logger().warning("Polling %s failed (%s); trying again", follower.ref.describe(), exc)
+                    await sleep(min(follower.schedule.delay(follower.polls), follower.remaining))
+                    continue
+                step = plan.send(polled)
+        except StopIteration as done:
+            job: J = done.value
+            return job
+
+
+async def cancel_job(api: AsyncJobApi[J, Any], ref: JobRef, wait_seconds: float) -> CancelResult[J]:
+    """Cancel a job (safe in every state) and wait, at most ``wait_seconds``, until it is terminal.
+
+    ``wait_seconds=0`` sends the cancel and does not wait. A job the API says it cannot cancel is read to
+    tell whether it had ended or a cancel was already in flight. For kinds whose cancel is best effort, a
+    job seen ``cancelled`` is read once more before the result is decided.
+    """
+    if wait_seconds < 0:
+        raise ValueError(f"cancel_wait_seconds must be 0 or more, got {wait_seconds}")
+    kind = api.kind
+    budget = time.monotonic() + max(wait_seconds, CANCEL_REQUEST_SECONDS)
+    with _deadline.deadline_scope(budget):
+        requested = True
+        job = await api.cancel(ref)
+        if job is None:
+            job = await api.get(ref)
+            requested = kind.is_cancelling(job)
+        if wait_seconds > 0 and not kind.is_terminal(job):
+            follower = JobFollower(kind, ref, wait_seconds, schedule=CANCEL_SCHEDULE, job=job)
+            try:
+                job = await follow(api, follower)
+            except JobTimedOut as exc:
+                job = exc.job
+        if wait_seconds > 0 and kind.recheck_cancelled and kind.is_cancelled(job):
+            await sleep(min(RECHECK_CANCELLED_DELAY, wait_seconds))
+            job = await api.get(ref)
+    return cancel_result(kind, requested, job, waited=wait_seconds > 0)
+
+
+@dataclass
+class Ending(Generic[J]):
+    """How a job ended: its final state, why, the cancel (if one was sent) and the honest outcome.
+
+    Attributes:
+        job: The job's final (or last seen) state.
+        reason: Why it ended this way, in words.
+        cancel: What the cancel did, when one was sent.
+        error: The outcome error the caller raises (``None``: it completed, or the interruption that
+            ended the following is re-raised as it was).
+    """
+
+    job: J
+    reason: str
+    cancel: CancelResult[J] | None
+    error: JobOutcomeError | None
+
+
+async def end_job(
+    api: AsyncJobApi[J, Any],
+    follower: JobFollower[J],
+    failure: BaseException | None,
+    cancel_wait_seconds: float,
+    hooks: JobHooks[J] | None = None,
+    reason: str | None = None,
+) -> Ending[J]:
+    """The one way a job ends: cancel it if still active, wait for the cancel, read it again, decide the
+    honest outcome, log it and record it (event, artifact) through ``hooks``.
+
+    Args:
+        api: The job's API.
+        follower: What is known of the job (its last state and timeline).
+        failure: What ended the following (``None``: it settled, or a cancel was asked for).
+        cancel_wait_seconds: How long to wait for a cancel to finish (0: send it, do not wait).
+        hooks: Where the end is recorded.
+        reason: Why the job is being ended, when the caller knows better than ``failure`` says.
+    """
+    kind = api.kind
+    deadline_passed = follower.timed_out
+    with _deadline.deadline_scope(time.monotonic() + max(cancel_wait_seconds, CANCEL_REQUEST_SECONDS)):
+        job = follower.job if follower.job is not None else await api.get(follower.ref)
+        follower.observe(job)
+    cancel: CancelResult[J] | None = None
+    if not kind.is_terminal(job):
+        cause = reason or cancel_reason(failure, deadline_passed)
+        cancel = await cancel_job(api, follower.ref, cancel_wait_seconds)
+        follower.observe(cancel.job)
+        job = cancel.job
+        log_cancel(kind, cancel, cause)
+        why = f"{cause}; {describe_cancel(kind, cancel)}"
+    elif isinstance(failure, JobOutcomeError) and not isinstance(failure, JobTimedOut):
+        why = failure.reason
+    elif isinstance(failure, JobTimedOut) and kind.is_completed(job):
+        why = "completed just before the deadline"
+    else:
+        why = reason or f"ended {kind.status(job)}"
+    error = honest_outcome(kind, job, failure, why, cancel)
+    if error is not None and cancel is None and failure is None:
+        why = error.reason  # ended by itself: the kind says best why (e.g. the run's last_error)
+    if hooks is not None:
+        hooks.ended(job, follower.timeline, why)
+    return Ending(job, why, cancel, error)
+
+
+def log_cancel(kind: Any, result: CancelResult[Any], reason: str) -> None:
+    """Log a cancel's outcome: info when it worked or was not needed, warning otherwise."""
+    ok = result.outcome in {CancelOutcome.CANCELLED, CancelOutcome.ALREADY_ENDED, CancelOutcome.SENT}
+    (get_logger().info if ok else get_logger().warning)("Cancel (%s): %s", reason, describe_cancel(kind, result))
+
+
+class AsyncActionHandler(Protocol[J]):
+    """Answers a job that waits for the caller (a run's tool calls); returns the job's next state, or the
+    stream its next states come from."""
+
+    async def __call__(self, job: J, follower: JobFollower[J]) -> tuple[J | None, Reader[J] | None]:
+        """Answer ``job``; the follower holds the deadline (``follower.remaining``)."""
+
+
+async def start_job(
+    api: AsyncJobApi[J, S], spec: S, *, key: str, parent_id: str | None, stream: bool, hooks: JobHooks[J]
+) -> tuple[J, Reader[J] | None]:
+    """Create a job and record it at once, never losing it.
+
+    The intent is recorded before the create is sent. If the create fails in a way that may have left
+    a job (a timeout, a dropped answer, a 5xx, an answer that is not the job), the job is looked for by
+    its key before the error is raised, where the API allows.
+    """
+    hooks.intent(api.kind.name, key, parent_id)
+    try:
+        job, events = await api.start(spec, stream)
+    except Exception as exc:
+        if not _may_have_created(exc):
+            raise
+        with _deadline.deadline_scope(time.monotonic() + CANCEL_REQUEST_SECONDS * 2):
+            found = await api.recover(spec)
+        if found is None:
+            raise
+        get_logger().warning("The create failed (%s) but %s exists: using it", exc, api.kind.ref(found).describe())
+        job, events = found, None
+    hooks.created(job)
+    return job, events
+
+
+async def run_job(
+    api: AsyncJobApi[J, S],
+    spec: S,
+    *,
+    key: str,
+    parent_id: str | None,
+    max_wait_seconds: float,
+    cancel_wait_seconds: float,
+    stream: bool,
+    hooks: JobHooks[J],
+    schedule: PollSchedule | None = None,
+    on_action: AsyncActionHandler[J] | None = None,
+    on_started: Callable[[JobFollower[J]], None] | None = None,
+) -> J:
+    """Start a job, follow it to its end under one deadline, and end it on every path.
+
+    The intent is recorded before the create is sent; the job is recorded the moment it exists. Whatever
+    ends the following (the deadline, a failed action, a flow timeout, a cancellation, a crash signal, an
+    error upstream), the job is ended by :func:`end_job`: cancelled if still active, recorded, and the
+    honest outcome raised. A job interrupted before it was known is found again where the API allows.
+
+    Returns:
+        The completed job.
+
+    Raises:
+        JobOutcomeError: How the job ended otherwise (``JobTimedOut`` at the deadline, ``JobFailed``, ...).
+        BaseException: What interrupted the following, re-raised after the job was ended.
+    """
+    if not max_wait_seconds > 0:
+        raise ValueError(f"max_wait_seconds must be positive, got {max_wait_seconds}")
+    kind = api.kind
+    started = time.monotonic()
+    follower: JobFollower[J] | None = None
+    failure: BaseException | None = None
+    try:
+        with _deadline.deadline_scope(started + max_wait_seconds):
+            job, events = await start_job(api, spec, key=key, parent_id=parent_id, stream=stream, hooks=hooks)
+            follower = JobFollower(
+                kind,
+                kind.ref(job),
+                max_wait_seconds,
+                schedule=schedule or PollSchedule(),
+                on_change=hooks.changed,
+                on_tick=hooks.tick,
+                started=started,
+            )
+            follower.observe(job)
+            if on_started is not None:
+                on_started(follower)
+            job = await follow(api, follower, events)
+            while kind.needs_action(job) and on_action is not None:
+                answered, events = await on_action(job, follower)
+                if answered is not None:
+                    follower.observe(answered)
+                else:
+                    follower.stale = True  # its next state comes from the stream (or the next poll)
+                job = await follow(api, follower, events)
+    except BaseException as exc:
+        failure = exc
+    finally:
+        if follower is None and _may_have_created(failure):
+            follower = await _recover(api, spec, started, max_wait_seconds, failure)
+        ending: Ending[J] | None = None
+        if follower is not None:
+            try:
+                ending = await end_job(api, follower, failure, cancel_wait_seconds, hooks)
+            except OpenAIRunsError as exc:
+                get_logger().error("Could not end %s: %s", follower.ref.describe(), exc)
+                if failure is None or isinstance(failure, JobOutcomeError):
+                    raise
+    if ending is not None and ending.error is not None:
+        if failure is not None and not isinstance(failure, JobOutcomeError | OpenAIRunsError):
+            raise failure
+        raise ending.error from None
+    if failure is not None and (ending is None or not kind.is_completed(ending.job)):
+        raise failure
+    assert ending is not None
+    return ending.job
+
+
+def _may_have_created(failure: BaseException | None) -> bool:
+    """Whether what interrupted a start may have left a job behind (not a refused or invalid request)."""
+    if isinstance(failure, (ValueError, TypeError)):
+        return False
+    return not (isinstance(failure, APIError) and failure.status_code < 500)
+
+
+async def _recover(
+    api: AsyncJobApi[J, S], spec: S, started: float, max_wait_seconds: float, failure: BaseException | None
+) -> JobFollower[J] | None:
+    """After an interruption before the job was known: find it by its key, where the API allows.
+
+    A failure here is logged, never raised: it must not hide the error that interrupted the following.
+    """
+    try:
+        with _deadline.deadline_scope(time.monotonic() + CANCEL_REQUEST_SECONDS * 2):
+            job = await api.recover(spec)
+    except OpenAIRunsError as exc:
+        get_logger().error("Could not look for a %s created before the interruption: %s", api.kind.name, exc)
+        return None
+    if job is None:
+        return None
+    get_logger().warning(
+        "Found %s created before the interruption (%s); it will be ended",
+        api.kind.ref(job).describe(),
+        type(failure).__name__ if failure is not None else "no error",
+    )
+    follower = JobFollower(api.kind, api.kind.ref(job), max_wait_seconds, started=started)
+    follower.observe(job)
+    return follower

@@ -1,0 +1,123 @@
+"""Driving sans-IO operations over HTTP: sending with retries, recovering ambiguous creates, streaming,
+paging. Every API client of the library is built on :class:`AsyncClientBase` (and on its generated
+synchronous twin)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import httpx
+
+from prefect_openai_runs.client import _operations as ops
+from prefect_openai_runs.client._async._backend import new_http_client
+from prefect_openai_runs.client._config import ClientConfig, StreamCodec
+from prefect_openai_runs.client._http import Call, Reply, reply_from_response
+from prefect_openai_runs.exceptions import OpenAIRunsError
+from prefect_openai_runs.retry import is_ambiguous
+
+T = TypeVar("T")
+E = TypeVar("E")
+
+
+class AsyncClientBase(ClientConfig):
+    """An asynchronous client over one pooled ``httpx.AsyncClient``.
+
+    Args:
+        http_client: An ``httpx.AsyncClient`` to use instead of the client's own.
+        **options: See :class:`~prefect_openai_runs.client._config.ClientConfig`.
+    """
+
+    def __init__(self, *, http_client: httpx.AsyncClient | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self._http = http_client or new_http_client(self._http_options())
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _send_once(self, call: Call) -> Reply:
+        try:
+            response = await self._http.request(**self._request(call))
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, call) from None
+        self._check(response)
+        return reply_from_response(response)
+
+    async def _send(self, call: Call) -> Reply:
+        """Send with the retry policy. After an ambiguous failure (the request may have been applied) a
+        request with a ``recover`` step runs it before sending again, and one marked not to be retried
+        when ambiguous is not sent again; once ambiguous, a request stays so whatever fails next."""
+        ambiguous = False
+        async for attempt in self.retry_policy.async_retrying(retry_ambiguous=call.retry_ambiguous):
+            with attempt:
+                if ambiguous and call.recover is not None:
+                    found: Reply | None = await self._drive(call.recover())
+                    if found is not None:
+                        return found
+                try:
+                    return await self._send_once(call)
+                except OpenAIRunsError as exc:
+                    ambiguous = ambiguous or is_ambiguous(exc)
+                    raise
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _drive(self, operation: ops.Operation[T]) -> T:
+        try:
+            call = next(operation)
+            while True:
+                try:
+                    reply = await self._send(call)
+                except OpenAIRunsError as exc:
+                    call = operation.throw(exc)
+                else:
+                    call = operation.send(reply)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _stream(self, call: Call, codec: StreamCodec[E]) -> AsyncIterator[E]:
+        """Send a streaming request and yield its events until the stream ends.
+
+        The request is retried only while it cannot have reached the server (429, refused connection):
+        a stream that creates a job is never sent twice.
+        """
+        decoder = codec.decoder()
+        async for attempt in self.retry_policy.async_retrying(retry_ambiguous=False):
+            with attempt:
+                try:
+                    response = await self._http.send(self._http.build_request(**self._request(call)), stream=True)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, call) from None
+                if response.is_error:
+                    body = (await response.aread()).decode("utf-8", "replace")
+                    await response.aclose()
+                    self._check(response, body)
+        self._unbound_body_reads(response)
+        try:
+            async for line in response.aiter_lines():
+                event = decoder.feed(line)
+                if event is not None:
+                    yield codec.see(event)
+                    if codec.is_end(event):
+                        return
+            event = decoder.flush()
+            if event is not None:
+                yield codec.see(event)
+        except httpx.HTTPError as exc:
+            raise codec.broken(exc) from None
+        finally:
+            await response.aclose()
+
+    async def _pages(self, path: str, params: dict[str, Any], model: type[Any]) -> AsyncIterator[Any]:
+        query: dict[str, Any] | None = params
+        while query is not None:
+            page = await self._drive(ops.list_page(path, query, model))
+            for item in page.data:
+                yield item
+            query = ops.next_page_params(query, page)

@@ -15,8 +15,8 @@ from typing import Any
 
 from _common import PlannedRun
 from openai import AsyncOpenAI
-
 from prefect_openai_runs._following import PollSchedule, RunFollower, cancel_async, follow_async
+
 from prefect_openai_runs.client import AsyncRunsClient
 from prefect_openai_runs.exceptions import RunTimedOut
 from prefect_openai_runs.models import Run, StreamEvent

@@ -93,6 +93,7 @@ async def _create_ours(spec: dict[str, Any]) -> list[Any]:
 async def _ours(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Bare asyncio: create every run, then ``follow_many`` (one coroutine per run, polling)."""
     from prefect_openai_runs._fanout import follow_many
+
     from prefect_openai_runs._recording import RunRef
     from prefect_openai_runs.client import AsyncRunsClient
 
@@ -163,6 +164,7 @@ def worker(kind: str, spec_path: str) -> int:
         import openai  # noqa: F401
     else:
         import prefect_openai_runs._fanout
+
         import prefect_openai_runs.client  # noqa: F401
     rss_after_import = _rss_mb()
     _start_rss_sampler(marks_rss := [])

@@ -33,8 +33,8 @@ import _common as common
 import _w3
 import psutil
 from _common import PlannedRun
-
 from prefect_openai_runs._following import PollSchedule
+
 from prefect_openai_runs.testing import RemoteEmulator, spawn_emulator_process
 
 CANCELLING_DELAY = 0.05

@@ -15,7 +15,7 @@ from prefect_openai_runs.client import AsyncRunsClient, RunsClient
 from prefect_openai_runs.models import Run
 
 
-def RunFollower(thread_id: str, run_id: str, max_wait_seconds: float, **options: Any) -> JobFollower[Run]:  # noqa: N802
+def RunFollower(thread_id: str, run_id: str, max_wait_seconds: float, **options: Any) -> JobFollower[Run]:
     """A follower of one run."""
     return JobFollower(RUN, JobRef(RUN.name, run_id, thread_id), max_wait_seconds, **options)
 

@@ -76,8 +76,8 @@ from prefect.client.schemas.objects import State
 from pydantic import ValidationError
 
 from flow_helpers import assert_nothing_active, final_markdown, statuses
-from prefect_openai_runs import OpenAICredentials, RunStatus
 from lifecycle_helpers import RunFollower
+from prefect_openai_runs import OpenAICredentials, RunStatus
 from prefect_openai_runs.client import AsyncRunsClient, RunsClient
 from prefect_openai_runs.exceptions import (
     APIConnectionError,

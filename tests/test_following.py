@@ -6,10 +6,8 @@ import itertools
 
 import pytest
 
-from prefect_openai_runs import AsyncRunsClient, RunsClient
 from lifecycle_helpers import RunFollower, follow_async, follow_sync
-
-from prefect_openai_runs import PollSchedule
+from prefect_openai_runs import AsyncRunsClient, PollSchedule, RunsClient
 from prefect_openai_runs.exceptions import RunTimedOut
 from prefect_openai_runs.models import RunStatus
 from prefect_openai_runs.testing import RunScript, RunsEmulator

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from prefect_openai_runs.client._sse import SSEDecoder
 from prefect_openai_runs.client import AsyncRunsClient, RunsClient
+from prefect_openai_runs.client._sse import SSEDecoder
 from prefect_openai_runs.exceptions import APIError, InvalidResponseError, StreamError
 from prefect_openai_runs.models import Run, RunStatus, StreamEvent
 from prefect_openai_runs.models.status import TERMINAL_STATUSES

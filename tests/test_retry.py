@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from prefect_openai_runs.client._http import parse_retry_after
 from prefect_openai_runs.client import RunsClient
+from prefect_openai_runs.client._http import parse_retry_after
 from prefect_openai_runs.exceptions import (
     APIConnectionError,
     APIError,

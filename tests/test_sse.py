@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_openai_runs.client._sse import SSEDecoder
 from prefect_openai_runs.client import AsyncRunsClient, RunsClient
+from prefect_openai_runs.client._sse import SSEDecoder
 from prefect_openai_runs.exceptions import StreamError
 from prefect_openai_runs.models import ErrorDetail, Message, Run, RunStep, StreamEvent, Thread
 from prefect_openai_runs.retry import RetryPolicy

@@ -136,7 +136,8 @@ def honest_outcome(
 
     A job that completed by itself (even in the last moment before the deadline: the cancel found it
     ended) is returned; one that completed although the server accepted the cancel is not (the pipeline
-    had stopped caring: the deadline still says why). One that failed, expired or was cut short raises what it really did. One cancelled because
+    had stopped caring: the deadline still says why). One that failed, expired or was cut short raises
+    what it really did. One cancelled because
     the deadline passed (or still cancelling then) raises ``JobTimedOut``; because a tool failed,
     ``ToolCallError``. Any other interruption (a flow timeout, a cancellation, an upstream error) is
     re-raised by the caller as it was, so ``None`` here means "no outcome error of its own".

@@ -145,9 +145,7 @@ class OutputMessage(OutputItem):
 
     type: Literal["message"] = "message"
     role: str = "assistant"
-    content: list[Annotated[OutputText | ContentPart, Field(union_mode="left_to_right")]] = Field(
-        default_factory=list
-    )
+    content: list[Annotated[OutputText | ContentPart, Field(union_mode="left_to_right")]] = Field(default_factory=list)
 
     @property
     def text(self) -> str:

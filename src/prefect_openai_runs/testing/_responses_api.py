@@ -219,5 +219,5 @@ def _echo(data: JSON) -> JSON:
         "truncation": data.get("truncation") or "disabled",
         "service_tier": data.get("service_tier") or "default",
         "store": data.get("store") is not False,
-        "user": data.get("user"),
+        **({"user": data["user"]} if data.get("user") is not None else {}),
     }

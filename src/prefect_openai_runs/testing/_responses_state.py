@@ -116,7 +116,8 @@ class ResponseState:
         return self.events[start:]
 
     def to_api(self) -> dict[str, Any]:
-        """The response object as the API returns it."""
+        """The response object as the API returns it (``usage``, not nullable in the spec, appears once
+        the response is terminal)."""
         return {
             "id": self.id,
             "object": "response",
@@ -127,6 +128,6 @@ class ResponseState:
             "error": self.error,
             "incomplete_details": self.incomplete_details,
             "output": [dict(item) for item in self.output],
-            "usage": self.usage,
+            **({"usage": self.usage} if self.usage is not None else {}),
             **self.params,
         }

@@ -27,7 +27,7 @@ class ResponseScript:
         function_calls: Function calls a completed response outputs (each gets a ``call_id``). A
             follow-up (``previous_response_id``) must answer every one with a ``function_call_output``.
         then: What the follow-up answering the function calls does (default: this script without
-            function calls). Script rules that match the follow-up take precedence.
+            function calls), whatever the script rules say.
         usage: ``(input_tokens, output_tokens)`` reported once terminal.
         cached_tokens: ``usage.input_tokens_details.cached_tokens``.
         reasoning_tokens: ``usage.output_tokens_details.reasoning_tokens``.

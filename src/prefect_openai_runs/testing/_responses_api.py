@@ -173,8 +173,9 @@ class ResponsesApi:
         self._continuations.pop(response_id, None)
 
     def _script(self, data: JSON, background: bool) -> ResponseScript:
-        """The script a new response follows: a rule's, else the follow-up of the previous response's
-        function calls (which must all be answered), else the default."""
+        """The script a new response follows: the continuation of the previous response's script when
+        it answers that response's function calls (which must all be answered), else a rule's, else the
+        default."""
         previous_id = data.get("previous_response_id")
         continuation: ResponseScript | None = None
         if previous_id is not None:
@@ -194,10 +195,7 @@ class ResponsesApi:
             background=background,
             previous_response_id=previous_id,
         )
-        chosen = self.scripts.choose(context)
-        if chosen is self.scripts.default and continuation is not None:
-            return continuation
-        return chosen
+        return continuation if continuation is not None else self.scripts.choose(context)
 
 
 def _echo(data: JSON) -> JSON:

@@ -15,7 +15,7 @@ SPEC_PATH = Path(__file__).parent / "spec" / "responses-background-subset.yaml"
 
 @functools.cache
 def _document() -> dict[str, Any]:
-    raw = yaml.safe_load(SPEC_PATH.read_text())
+    raw = yaml.load(SPEC_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return {"components": {"schemas": raw["components"]["schemas"]}}
 
 

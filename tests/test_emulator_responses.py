@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from emulator_helpers import wait_for
-from prefect_openai_runs.testing import FaultRule, ResponseScript, RunsEmulator, ToolCallSpec
+from prefect_openai_runs.testing import FaultRule, RemoteEmulator, ResponseScript, RunsEmulator, ToolCallSpec
 from responses_spec import validate_response, validate_stream_event
 
 FAST = {"queued_seconds": 0.01, "in_progress_seconds": 0.02}
@@ -351,3 +351,19 @@ def test_control_surface_lists_responses_and_takes_scripts(runs_emulator: RunsEm
     assert [r["id"] for r in listed] == [doomed["id"]] and listed[0]["status"] == "failed"
     assert control.get(f"/responses/{doomed['id']}").json()["object"]["error"]["code"] == "server_error"
     assert control.get("/responses/resp_nope").status_code == 404
+
+
+def test_remote_emulator_scripts_and_inspects_responses(runs_emulator: RunsEmulator, client: httpx.Client) -> None:
+    remote = RemoteEmulator(runs_emulator.base_url)
+    try:
+        remote.add_response_script(ResponseScript(**FAST, outcome="incomplete"), model="small", input_contains="long")
+        other = create(client, model="small", input="short")
+        cut = create(client, model="small", input="a long essay")
+        wait_status(runs_emulator, cut["id"], "incomplete")
+        wait_status(runs_emulator, other["id"], "completed")
+        assert [r.id for r in remote.responses()] == [other["id"], cut["id"]]
+        assert remote.response(cut["id"]).events[-1]["type"] == "response.incomplete"
+        with pytest.raises(KeyError):
+            remote.response("resp_nope")
+    finally:
+        remote.close()

@@ -94,6 +94,27 @@ class RunNotCancellableError(BadRequestError):
         return found.group(1) if found else None
 
 
+class ResponseNotCancellableError(BadRequestError):
+    """400: ``Cannot cancel a completed response.`` (or a failed one, or one *in terminal state*), or a
+    response that was not created in background mode: there is nothing left to cancel."""
+
+    @property
+    def response_status(self) -> str | None:
+        """The status the API named (``completed``, ``failed``, ...), or ``None`` when it named none."""
+        found = re.search(r"Cannot cancel an? ([a-z_]+) response", self.message)
+        return found.group(1) if found else None
+
+
+class StreamResumeRefusedError(BadRequestError):
+    """400: a response's stream cannot be resumed (``starting_after``): it was not created with
+    ``background=true``, or it is more than about 5 minutes old. Poll it instead."""
+
+    @property
+    def too_old(self) -> bool:
+        """Whether the refusal is the age limit (rather than a response that was never background)."""
+        return "no longer be streamed" in self.message
+
+
 class AuthenticationError(APIError):
     """401: the API key is missing or wrong. Check the credentials block; never retried."""
 

@@ -27,8 +27,10 @@ from prefect_openai_runs.exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseNotCancellableError,
     RetryAfterTooLongError,
     RunNotCancellableError,
+    StreamResumeRefusedError,
     UnprocessableEntityError,
 )
 from prefect_openai_runs.models import ErrorBody
@@ -47,8 +49,10 @@ class Call:
             finds what an ambiguous failure may have applied, run before the request is sent again.
             It returns the response to use instead, or ``None`` to send again.
         stream: Whether the response is a server-sent event stream.
-        retry_ambiguous: Whether a failure that may have been applied (timeout, dropped answer, 5xx) may
-            be sent again. ``False`` for a create that the API gives no way to find again.
+        retry_ambiguous: Whether the request may be sent again after a failure that may have been
+            applied (timeout, dropped connection, 5xx). False for a create that nothing can find again
+            (a background response: no idempotency key, no search): a second send could start a second
+            job, so the ambiguous failure is raised instead.
     """
 
     method: str
@@ -131,6 +135,9 @@ def _should_retry(headers: httpx.Headers) -> bool | None:
     return value.strip().lower() == "true"
 
 
+_NOT_CANCELLABLE_RESPONSE = ("Cannot cancel a ", "Only responses created with background")
+_RESUME_REFUSED = ("cannot be streamed because it was not created with background", "can no longer be streamed")
+
 _ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -147,6 +154,10 @@ def _error_class(status: int, message: str) -> type[APIError]:
         return ActiveRunExistsError
     if status == 400 and message.startswith("Cannot cancel run with status"):
         return RunNotCancellableError
+    if status == 400 and message.startswith(_NOT_CANCELLABLE_RESPONSE) and "response" in message:
+        return ResponseNotCancellableError
+    if status == 400 and any(part in message for part in _RESUME_REFUSED):
+        return StreamResumeRefusedError
     if status >= 500:
         return InternalServerError
     return _ERRORS_BY_STATUS.get(status, APIError)

@@ -20,6 +20,7 @@ from prefect_openai_runs.client._http import Call, Reply
 from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError
 from prefect_openai_runs.models import (
     CreateMessageParams,
+    CreateResponseParams,
     CreateRunParams,
     CreateThreadParams,
     ListPage,
@@ -34,6 +35,7 @@ from prefect_openai_runs.models.requests import METADATA_MAX_KEYS
 
 T = TypeVar("T")
 ModelT = TypeVar("ModelT", bound=BaseModel)
+KeyedParamsT = TypeVar("KeyedParamsT", CreateRunParams, CreateResponseParams)
 Operation = Generator[Call, Reply, T]
 """A sans-IO operation returning ``T``."""
 
@@ -65,13 +67,13 @@ def new_idempotency_key() -> str:
     return uuid.uuid4().hex
 
 
-def with_idempotency_key(params: CreateRunParams, key: str) -> CreateRunParams:
+def with_idempotency_key(params: KeyedParamsT, key: str) -> KeyedParamsT:
     """A copy of ``params`` whose metadata carries ``key``; fails clearly if metadata is already full."""
     metadata = dict(params.metadata or {})
     if IDEMPOTENCY_METADATA_KEY not in metadata and len(metadata) >= METADATA_MAX_KEYS:
         raise ValueError(
             f"metadata: at most {METADATA_MAX_KEYS - 1} keys may be given, got {len(metadata)}; the library "
-            f"adds {IDEMPOTENCY_METADATA_KEY!r} to make creating a run safe to retry"
+            f"adds {IDEMPOTENCY_METADATA_KEY!r} to tag what it creates"
         )
     metadata[IDEMPOTENCY_METADATA_KEY] = key
     return params.model_copy(update={"metadata": metadata})

@@ -1,4 +1,5 @@
-"""Pydantic v2 models of every object the runs endpoints return, and of the requests we send."""
+"""Pydantic v2 models of every object the runs and background-responses endpoints return, and of the
+requests we send."""
 
 from prefect_openai_runs.models.errors import ErrorBody, ErrorDetail
 from prefect_openai_runs.models.events import StreamEvent
@@ -12,6 +13,24 @@ from prefect_openai_runs.models.requests import (
     SubmitToolOutputsParams,
     ToolOutput,
     check_metadata,
+)
+from prefect_openai_runs.models.responses import (
+    RESPONSE_TERMINAL_STATUSES,
+    ContentPart,
+    CreateResponseParams,
+    FunctionCallItem,
+    InputTokensDetails,
+    OutputItem,
+    OutputMessage,
+    OutputText,
+    OutputTokensDetails,
+    Response,
+    ResponseDeleted,
+    ResponseError,
+    ResponseIncompleteDetails,
+    ResponseStatus,
+    ResponseStreamEvent,
+    ResponseUsage,
 )
 from prefect_openai_runs.models.runs import (
     FunctionCall,
@@ -41,9 +60,12 @@ from prefect_openai_runs.models.tools import (
 )
 
 __all__ = [
+    "RESPONSE_TERMINAL_STATUSES",
     "TERMINAL_STATUSES",
     "CodeInterpreterTool",
+    "ContentPart",
     "CreateMessageParams",
+    "CreateResponseParams",
     "CreateRunParams",
     "CreateThreadAndRunParams",
     "CreateThreadParams",
@@ -53,19 +75,32 @@ __all__ = [
     "FileSearchSettings",
     "FileSearchTool",
     "FunctionCall",
+    "FunctionCallItem",
     "FunctionDefinition",
     "FunctionTool",
     "IncompleteDetails",
+    "InputTokensDetails",
     "LastError",
     "ListPage",
     "Message",
     "MessageContent",
     "ModifyRunParams",
     "NamedToolChoice",
+    "OutputItem",
+    "OutputMessage",
+    "OutputText",
+    "OutputTokensDetails",
     "RequiredAction",
+    "Response",
+    "ResponseDeleted",
+    "ResponseError",
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
+    "ResponseIncompleteDetails",
+    "ResponseStatus",
+    "ResponseStreamEvent",
+    "ResponseUsage",
     "Run",
     "RunStatus",
     "RunStep",

@@ -3,6 +3,32 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
+
+UNKNOWN = "UNKNOWN"
+"""The member name of a status value this library has never seen."""
+
+StrEnumT = TypeVar("StrEnumT", bound="Enum")
+
+
+def unknown_member(cls: type[StrEnumT], value: object) -> StrEnumT | None:
+    """A pseudo-member of the ``str`` enum ``cls`` for a value it does not list (named ``UNKNOWN``).
+
+    Used as an enum's ``_missing_`` so that a status added by a newer server parses instead of failing.
+
+    Args:
+        cls: The enum class (a ``str`` subclass).
+        value: The value the server sent.
+
+    Returns:
+        The pseudo-member, or ``None`` (so the enum raises) for a value that is not a string.
+    """
+    if not isinstance(value, str):
+        return None
+    pseudo = str.__new__(cls, value)  # type: ignore[type-var]
+    pseudo._name_ = UNKNOWN
+    pseudo._value_ = value
+    return pseudo
 
 
 class RunStatus(str, Enum):
@@ -31,17 +57,12 @@ class RunStatus(str, Enum):
 
     @classmethod
     def _missing_(cls, value: object) -> RunStatus | None:
-        if not isinstance(value, str):
-            return None
-        pseudo = str.__new__(cls, value)
-        pseudo._name_ = "UNKNOWN"
-        pseudo._value_ = value
-        return pseudo
+        return unknown_member(cls, value)
 
     @property
     def is_known(self) -> bool:
         """Whether the status is one of the nine the spec lists."""
-        return self._name_ != "UNKNOWN"
+        return self._name_ != UNKNOWN
 
     @property
     def is_terminal(self) -> bool:

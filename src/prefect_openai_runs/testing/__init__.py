@@ -22,8 +22,10 @@ emulator; :func:`spawn_emulator_process` serves one from a subprocess and yields
 from ._core import DEFAULT_API_KEY
 from ._emulator import RunsEmulator
 from ._faults import FaultRule
-from ._records import RequestRecord, RunRecord
+from ._records import RequestRecord, ResponseRecord, RunRecord
 from ._remote import RemoteEmulator, spawn_emulator_process
+from ._response_scripts import ResponseContext, ResponseScript
+from ._responses_api import ResponsesSettings
 from ._scripts import CreateContext, RunScript, ToolCallSpec
 
 __all__ = [
@@ -32,6 +34,10 @@ __all__ = [
     "FaultRule",
     "RemoteEmulator",
     "RequestRecord",
+    "ResponseContext",
+    "ResponseRecord",
+    "ResponseScript",
+    "ResponsesSettings",
     "RunRecord",
     "RunScript",
     "RunsEmulator",

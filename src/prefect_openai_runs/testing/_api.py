@@ -12,7 +12,7 @@ from . import _validation as schema
 from ._events import EventHub, Subscription
 from ._machine import RunMachine
 from ._objects import Assistant, Message, Thread, new_id, text_content
-from ._scripts import CreateContext, ScriptBook
+from ._scripts import CreateContext, RunScriptBook
 from ._state import RunState
 from ._store import Store, paginate
 
@@ -39,7 +39,7 @@ class RunsApi:
         store: Store,
         machine: RunMachine,
         hub: EventHub,
-        scripts: ScriptBook,
+        scripts: RunScriptBook,
         lock: threading.RLock,
         expires_after: float,
     ) -> None:

@@ -1,4 +1,5 @@
-"""HTTP routing: maps the ``/v1`` endpoints onto :class:`._api.RunsApi` and mounts the control surface."""
+"""HTTP routing: maps the ``/v1`` endpoints onto :class:`._api.RunsApi` and
+:class:`._responses_api.ResponsesApi`, and mounts the control surface."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ._control import control_routes
 from ._core import EmulatorCore
 from ._events import Subscription
 from ._http import ApiGate
+from ._responses_api import response_subscription
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -66,6 +68,15 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw)
     except ValueError:
         raise errors.invalid_json() from None
+
+
+def _starting_after(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise errors.invalid_type("starting_after", "an integer", raw) from None
 
 
 def build_app(core: EmulatorCore) -> ApiGate:
@@ -138,6 +149,34 @@ def build_app(core: EmulatorCore) -> ApiGate:
         p = request.path_params
         return JSONResponse(api.get_step(p["thread_id"], p["run_id"], p["step_id"]))
 
+    responses = core.responses
+
+    def response_stream(body: Any) -> Subscription | None:
+        if isinstance(body, dict) and body.get("stream") is True:
+            core.log.count("streams")
+            return response_subscription()
+        return None
+
+    async def create_response(request: Request) -> Response:
+        body = await _json_body(request)
+        stream = response_stream(body)
+        return respond(responses.create(body, stream), stream)
+
+    async def response(request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        if request.method == "DELETE":
+            return JSONResponse(responses.delete(response_id))
+        query = request.query_params
+        if query.get("stream", "").lower() != "true":
+            return JSONResponse(responses.get(response_id))
+        stream = response_subscription()
+        responses.resume(response_id, _starting_after(query.get("starting_after")), stream)
+        core.log.count("streams")
+        return SseResponse(stream)
+
+    async def cancel_response(request: Request) -> Response:
+        return JSONResponse(responses.cancel(request.path_params["response_id"]))
+
     routes = [
         Route("/v1/assistants", create_assistant, methods=["POST"]),
         Route("/v1/assistants/{assistant_id}", get_assistant, methods=["GET"]),
@@ -151,6 +190,9 @@ def build_app(core: EmulatorCore) -> ApiGate:
         Route("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", submit_tool_outputs, methods=["POST"]),
         Route("/v1/threads/{thread_id}/runs/{run_id}/steps", steps, methods=["GET"]),
         Route("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}", step, methods=["GET"]),
+        Route("/v1/responses", create_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}", response, methods=["GET", "DELETE"]),
+        Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
         *control_routes(core),
     ]
 

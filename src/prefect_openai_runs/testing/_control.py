@@ -4,6 +4,9 @@
 GET       /_emulator/info             ``{"api_key", "default_assistant_id"}``
 GET       /_emulator/runs             every run record (``?active=true``: active runs only)
 GET       /_emulator/runs/{run_id}    one run record
+GET       /_emulator/responses        every response record
+GET       /_emulator/responses/{id}   one response record
+POST      /_emulator/response_scripts ``{"script": ResponseScript, "model", "metadata", "input_contains"}``
 GET       /_emulator/requests         every request record
 GET       /_emulator/counters         the counters
 POST      /_emulator/scripts          ``{"script": RunScript, "assistant_id", "metadata",
@@ -24,6 +27,7 @@ from starlette.routing import Route
 
 from ._core import EmulatorCore
 from ._faults import FaultRule
+from ._response_scripts import ResponseScript, ResponseScriptRule, response_matcher
 from ._scripts import RunScript, ScriptRule, simple_matcher
 
 
@@ -42,6 +46,28 @@ def control_routes(core: EmulatorCore) -> list[Route]:
             return JSONResponse(core.run_record(request.path_params["run_id"]).to_dict())
         except KeyError:
             return JSONResponse({"detail": "no such run"}, status_code=404)
+
+    async def responses(request: Request) -> Response:
+        return JSONResponse([r.to_dict() for r in core.response_records()])
+
+    async def response(request: Request) -> Response:
+        try:
+            return JSONResponse(core.response_record(request.path_params["response_id"]).to_dict())
+        except KeyError:
+            return JSONResponse({"detail": "no such response"}, status_code=404)
+
+    async def response_scripts(request: Request) -> Response:
+        data: dict[str, Any] = await request.json()
+        try:
+            rule = ResponseScriptRule(
+                script=ResponseScript.from_dict(data.get("script") or {}),
+                model=data.get("model"),
+                match=response_matcher(data.get("metadata"), data.get("input_contains")),
+            )
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        core.response_scripts.add(rule)
+        return JSONResponse({"ok": True})
 
     async def requests(request: Request) -> Response:
         return JSONResponse([r.to_dict() for r in core.log.records()])
@@ -80,6 +106,9 @@ def control_routes(core: EmulatorCore) -> list[Route]:
         Route("/_emulator/info", info, methods=["GET"]),
         Route("/_emulator/runs", runs, methods=["GET"]),
         Route("/_emulator/runs/{run_id}", run, methods=["GET"]),
+        Route("/_emulator/responses", responses, methods=["GET"]),
+        Route("/_emulator/responses/{response_id}", response, methods=["GET"]),
+        Route("/_emulator/response_scripts", response_scripts, methods=["POST"]),
         Route("/_emulator/requests", requests, methods=["GET"]),
         Route("/_emulator/counters", counters, methods=["GET"]),
         Route("/_emulator/scripts", scripts, methods=["POST"]),

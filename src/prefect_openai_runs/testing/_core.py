@@ -10,8 +10,11 @@ from ._api import RunsApi
 from ._events import EventHub
 from ._faults import FaultBook
 from ._machine import RunMachine
-from ._records import RequestLog, RunRecord
-from ._scripts import RunScript, ScriptBook
+from ._records import RequestLog, ResponseRecord, RunRecord
+from ._response_scripts import ResponseScript, ResponseScriptBook
+from ._responses_api import ResponsesApi, ResponsesSettings
+from ._responses_machine import ResponseMachine
+from ._scripts import RunScript, RunScriptBook
 from ._store import Store
 
 DEFAULT_API_KEY = "sk-emu-7Hq2Lx9KpV4mZ8rT"
@@ -26,7 +29,8 @@ class EmulatorConfig:
     Attributes:
         api_key: The key requests must carry.
         poll_after_ms: If set, GET run responses carry ``openai-poll-after-ms``.
-        require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required.
+        require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required (never on ``/v1/responses``,
+            which is not an Assistants endpoint).
         log_requests: Whether to log one line per request to stderr.
     """
 
@@ -45,6 +49,8 @@ class EmulatorCore:
         cancelling_delay: Seconds a run stays ``cancelling``.
         expires_after: Seconds after creation an active run expires.
         request_log_limit: How many requests to keep (None: all).
+        default_response_script: What a response does when no response script rule applies.
+        responses_settings: Resume window and retention of responses.
     """
 
     def __init__(
@@ -55,24 +61,35 @@ class EmulatorCore:
         cancelling_delay: float,
         expires_after: float,
         request_log_limit: int | None = 100_000,
+        default_response_script: ResponseScript | None = None,
+        responses_settings: ResponsesSettings | None = None,
     ) -> None:
         self.config = config
         self.lock = threading.RLock()
         self.store = Store(default_assistant_id=DEFAULT_ASSISTANT_ID)
         self.hub = EventHub()
         self.log = RequestLog(request_log_limit)
-        self.scripts = ScriptBook(default=default_script)
+        self.scripts = RunScriptBook(default_script)
         self.faults = FaultBook()
         self.machine = RunMachine(self.store, self.hub, self.log, self.lock, cancelling_delay)
         self.api = RunsApi(self.store, self.machine, self.hub, self.scripts, self.lock, expires_after)
+        self.response_scripts = ResponseScriptBook(default_response_script or ResponseScript())
+        self.responses = ResponsesApi(
+            ResponseMachine({}, EventHub(), self.log, self.lock),
+            self.response_scripts,
+            self.lock,
+            responses_settings or ResponsesSettings(),
+        )
         self.closing = asyncio.Event()
 
     def reset(self) -> None:
-        """Forget runs, threads, requests, counters, script rules and faults (loop thread only)."""
+        """Forget runs, threads, responses, requests, counters, script rules and faults (loop thread only)."""
         with self.lock:
             self.machine.reset()
             self.store.reset()
+            self.responses.reset()
         self.scripts.clear()
+        self.response_scripts.clear()
         self.faults.clear()
         self.log.clear()
 
@@ -81,6 +98,7 @@ class EmulatorCore:
         self.closing.set()
         with self.lock:
             self.hub.close_all()
+            self.responses.machine.hub.close_all()
 
     def run_records(self, *, active_only: bool = False) -> list[RunRecord]:
         """Snapshots of every run (or only active ones), oldest first."""
@@ -97,3 +115,20 @@ class EmulatorCore:
         """
         with self.lock:
             return RunRecord.of(self.store.runs[run_id])
+
+    def response_records(self) -> list[ResponseRecord]:
+        """Snapshots of every response still kept, oldest first."""
+        with self.lock:
+            return [ResponseRecord.of(r) for r in self.responses.responses.values() if self.responses.kept(r)]
+
+    def response_record(self, response_id: str) -> ResponseRecord:
+        """Snapshot of one response.
+
+        Raises:
+            KeyError: If there is no such response (or it is no longer kept).
+        """
+        with self.lock:
+            found = self.responses.responses.get(response_id)
+            if found is None or not self.responses.kept(found):
+                raise KeyError(response_id)
+            return ResponseRecord.of(found)

@@ -9,13 +9,16 @@ from types import TracebackType
 from ._app import build_app
 from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
 from ._faults import FaultRule
-from ._records import RequestRecord, RunRecord
+from ._records import RequestRecord, ResponseRecord, RunRecord
+from ._response_scripts import ResponseMatcher, ResponseScript, ResponseScriptRule
+from ._responses_api import ResponsesSettings
 from ._scripts import Matcher, RunScript, ScriptRule
 from ._server import BackgroundServer
 
 
 class RunsEmulator:
-    """An emulator of the OpenAI Assistants runs API, served over real HTTP on 127.0.0.1.
+    """An emulator of the OpenAI Assistants runs API (and of background responses, ``/v1/responses``),
+    served over real HTTP on 127.0.0.1.
 
     Use it as a context manager (``with`` or ``async with``) or call :meth:`start` / :meth:`stop`.
     Point clients at :attr:`base_url` with :attr:`api_key`. Every method is safe to call from any
@@ -32,6 +35,10 @@ class RunsEmulator:
         log_requests: Log one line per request to stderr.
         host: The interface to bind.
         request_log_limit: How many request records to keep (None: all).
+        default_response_script: What a response does when no response script rule matches.
+        resume_window: Seconds after creation a background response's stream can be resumed.
+        unstored_retention: Seconds a response created with ``store: false`` stays retrievable.
+        stored_retention: Seconds a stored response stays retrievable (None: for good).
     """
 
     def __init__(
@@ -47,6 +54,10 @@ class RunsEmulator:
         *,
         host: str = "127.0.0.1",
         request_log_limit: int | None = 100_000,
+        default_response_script: ResponseScript | None = None,
+        resume_window: float = 300.0,
+        unstored_retention: float = 600.0,
+        stored_retention: float | None = None,
     ) -> None:
         self._core = EmulatorCore(
             EmulatorConfig(
@@ -59,6 +70,8 @@ class RunsEmulator:
             cancelling_delay=cancelling_delay,
             expires_after=expires_after,
             request_log_limit=request_log_limit,
+            default_response_script=default_response_script,
+            responses_settings=ResponsesSettings(resume_window, unstored_retention, stored_retention),
         )
         self._host = host
         self._port = port
@@ -182,6 +195,32 @@ class RunsEmulator:
         """
         self._core.scripts.add(ScriptRule(script, assistant_id, match))
 
+    def add_response_script(
+        self, script: ResponseScript, model: str | None = None, match: ResponseMatcher | None = None
+    ) -> None:
+        """Make responses that match follow ``script``; rules are checked newest first, the first match wins.
+
+        Args:
+            script: What matching responses do.
+            model: Only responses requested with this model (None: any).
+            match: Only responses for which ``match(ResponseContext)`` is true (None: any).
+        """
+        self._core.response_scripts.add(ResponseScriptRule(script, model, match))
+
+    @property
+    def default_response_script(self) -> ResponseScript:
+        """What a response does when no rule applies."""
+        return self._core.response_scripts.default
+
+    @default_response_script.setter
+    def default_response_script(self, script: ResponseScript) -> None:
+        self._core.response_scripts.default = script
+
+    @property
+    def responses_settings(self) -> ResponsesSettings:
+        """The resume window and retention of responses (attributes may be changed while serving)."""
+        return self._core.responses.settings
+
     def add_fault(self, rule: FaultRule) -> None:
         """Arm a fault rule (see :class:`FaultRule`)."""
         self._core.faults.add(rule)
@@ -191,7 +230,7 @@ class RunsEmulator:
         self._core.faults.clear()
 
     def reset(self) -> None:
-        """Forget runs, threads, messages, requests, counters, script rules and faults.
+        """Forget runs, threads, messages, responses, requests, counters, script rules and faults.
 
         The default assistant, the default script and the settings stay. Open streams end.
         """
@@ -217,6 +256,18 @@ class RunsEmulator:
     def active_runs(self) -> list[RunRecord]:
         """Runs that are queued, in progress, waiting for tool outputs, or cancelling."""
         return self._core.run_records(active_only=True)
+
+    def responses(self) -> list[ResponseRecord]:
+        """Every response still kept (not deleted, within retention), oldest first."""
+        return self._core.response_records()
+
+    def response(self, response_id: str) -> ResponseRecord:
+        """One response.
+
+        Raises:
+            KeyError: If there is no such response (deleted, or past its retention).
+        """
+        return self._core.response_record(response_id)
 
     @property
     def requests(self) -> list[RequestRecord]:

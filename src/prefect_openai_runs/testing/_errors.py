@@ -220,3 +220,48 @@ def status_error_body(status: int) -> dict[str, Any]:
 def thread_busy_for_messages(thread_id: str, run_id: str) -> ApiError:
     """400 when adding a message to a thread whose run is active."""
     return ApiError(400, f"Can't add messages to {thread_id} while a run {run_id} is active.")
+
+
+def response_not_found(response_id: str) -> ApiError:
+    """404 for an unknown (deleted, or no longer kept) response."""
+    return ApiError(404, f"Response with id '{response_id}' not found.", param="response_id")
+
+
+def previous_response_not_found(response_id: str) -> ApiError:
+    """404 for a ``previous_response_id`` that names no response."""
+    return ApiError(404, f"Previous response with id '{response_id}' not found.", param="previous_response_id")
+
+
+def missing_function_output(call_id: str) -> ApiError:
+    """400 for a follow-up that leaves one of the previous response's function calls unanswered."""
+    return ApiError(400, f"No tool output found for function call {call_id}.", param="input")
+
+
+def background_needs_store() -> ApiError:
+    """400 for ``background: true`` with ``store: false``."""
+    return ApiError(400, "Background mode requires the response to be stored: store must not be false.", param="store")
+
+
+def cannot_cancel_response(status: str) -> ApiError:
+    """400 when cancelling a terminal response: the live API's wording for ``completed``, Azure's for
+    ``failed`` and for any other terminal status."""
+    if status in ("completed", "failed"):
+        return ApiError(400, f"Cannot cancel a {status} response.")
+    return ApiError(400, "Cannot cancel a response in terminal state.")
+
+
+def cannot_cancel_foreground() -> ApiError:
+    """400 when cancelling a response that was not created in background mode."""
+    return ApiError(400, "Only responses created with background=true can be cancelled.")
+
+
+def stream_not_background() -> ApiError:
+    """400 when resuming the stream of a response that was not created in background mode."""
+    return ApiError(400, "This response cannot be streamed because it was not created with background=true.")
+
+
+def stream_too_old(window_minutes: float) -> ApiError:
+    """400 when resuming the stream of a response older than the resume window."""
+    return ApiError(
+        400, f"This response can no longer be streamed because it is more than {window_minutes:g} minutes old."
+    )

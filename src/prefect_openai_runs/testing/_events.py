@@ -21,12 +21,19 @@ def sse(event: str, data: Any) -> bytes:
 class Subscription:
     """The events of one stream, queued as formatted bytes as they happen.
 
-    The stream ends after the run's terminal event or ``thread.run.requires_action`` (then
+    A run's stream ends after the run's terminal event or ``thread.run.requires_action`` (then
     ``event: done``), or when the emulator closes it (reset, shutdown).
+
+    Args:
+        end_events: The events after which the stream ends (default: a run's).
+        done: What is written after an ending event (default ``event: done``); None for nothing (a
+            response's stream simply ends).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, end_events: frozenset[str] = _END_EVENTS, done: bytes | None = DONE) -> None:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._end_events = end_events
+        self._done = done
         self.finished = False
 
     def push(self, event: str, data: Any) -> None:
@@ -34,8 +41,9 @@ class Subscription:
         if self.finished:
             return
         self._queue.put_nowait(sse(event, data))
-        if event in _END_EVENTS:
-            self._queue.put_nowait(DONE)
+        if event in self._end_events:
+            if self._done is not None:
+                self._queue.put_nowait(self._done)
             self.close()
 
     def close(self) -> None:
@@ -74,6 +82,11 @@ class EventHub:
             self._subscribers[run_id] = alive
         else:
             del self._subscribers[run_id]
+
+    def close(self, key: str) -> None:
+        """End every stream of one object (what is already queued is still sent)."""
+        for sub in self._subscribers.pop(key, []):
+            sub.close()
 
     def close_all(self) -> None:
         """End every stream."""

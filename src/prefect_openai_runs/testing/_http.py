@@ -24,6 +24,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CONTROL_PREFIX = "/_emulator"
 API_PREFIX = "/v1"
+RESPONSES_PREFIX = "/v1/responses"
+"""Not an Assistants endpoint: no ``OpenAI-Beta`` header needed."""
 REDACTED = "REDACTED"
 _SECRET_HEADERS = frozenset({"authorization", "api-key"})
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -58,7 +60,10 @@ class _Exchange:
         self.recorded = False
 
     def wants_stream(self) -> bool:
-        """Whether the request asks for an event stream (a JSON body with ``"stream": true``)."""
+        """Whether the request asks for an event stream: a JSON body with ``"stream": true``, or a
+        ``stream=true`` query (resuming a response's stream)."""
+        if "stream=true" in self.query.lower():
+            return True
         if b'"stream"' not in self.body:
             return False
         try:
@@ -188,6 +193,8 @@ class ApiGate:
         key = ex.api_key()
         if key != self.core.config.api_key:
             return errors.invalid_api_key(key)
+        if ex.path.startswith(RESPONSES_PREFIX):
+            return None
         if self.core.config.require_beta_header and "assistants=v2" not in ex.headers.get("openai-beta", ""):
             return errors.invalid_beta()
         return None

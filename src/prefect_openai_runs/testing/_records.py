@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._responses_state import ResponseState
 from ._state import RunState
 
 
@@ -62,6 +63,63 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        """Rebuild from :meth:`to_dict` output."""
+        values = dict(data)
+        values["history"] = [(str(s), float(t)) for s, t in values["history"]]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """A snapshot of one response.
+
+    Attributes:
+        id: The response id.
+        status: Its status when the snapshot was taken.
+        background: Whether it was created with ``background: true``.
+        history: Every ``(status, time.time())`` it went through, creation first.
+        metadata: Its metadata.
+        created_at_precise: ``time.time()`` at creation.
+        terminal_at: ``time.time()`` it last reached a terminal status, or None.
+        cancel_requested_at: ``time.time()`` of the first accepted cancel, or None.
+        events: Every stream event it wrote (``type`` and ``sequence_number`` included), in order.
+        object: The response object exactly as the API would return it now.
+    """
+
+    id: str
+    status: str
+    background: bool
+    history: list[tuple[str, float]]
+    metadata: dict[str, str]
+    created_at_precise: float
+    terminal_at: float | None
+    cancel_requested_at: float | None
+    events: list[dict[str, Any]]
+    object: dict[str, Any]
+
+    @classmethod
+    def of(cls, response: ResponseState) -> ResponseRecord:
+        """Snapshot a live response."""
+        obj = response.to_api()
+        return cls(
+            id=response.id,
+            status=response.status.value,
+            background=response.background,
+            history=list(response.history),
+            metadata=dict(obj.get("metadata") or {}),
+            created_at_precise=response.created_precise,
+            terminal_at=response.terminal_at,
+            cancel_requested_at=response.cancel_requested_at,
+            events=[dict(event) for event in response.events],
+            object=obj,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the control surface's wire format)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResponseRecord:
         """Rebuild from :meth:`to_dict` output."""
         values = dict(data)
         values["history"] = [(str(s), float(t)) for s, t in values["history"]]

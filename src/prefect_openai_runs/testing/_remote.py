@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from ._faults import FaultRule
-from ._records import RequestRecord, RunRecord
+from ._records import RequestRecord, ResponseRecord, RunRecord
+from ._response_scripts import ResponseScript
 from ._scripts import RunScript
 
 READY_PATTERN = re.compile(r"listening on (http://\S+/v1)")
@@ -62,6 +63,22 @@ class RemoteEmulator:
         """Runs that are queued, in progress, waiting for tool outputs, or cancelling."""
         return [RunRecord.from_dict(r) for r in self._get("/runs", active="true")]
 
+    def responses(self) -> list[ResponseRecord]:
+        """Every response still kept, oldest first."""
+        return [ResponseRecord.from_dict(r) for r in self._get("/responses")]
+
+    def response(self, response_id: str) -> ResponseRecord:
+        """One response.
+
+        Raises:
+            KeyError: If there is no such response.
+        """
+        response = self._http.get(f"/responses/{response_id}")
+        if response.status_code == 404:
+            raise KeyError(response_id)
+        response.raise_for_status()
+        return ResponseRecord.from_dict(response.json())
+
     @property
     def requests(self) -> list[RequestRecord]:
         """Every recorded ``/v1`` request, oldest first."""
@@ -101,6 +118,23 @@ class RemoteEmulator:
                 "last_user_message_contains": last_user_message_contains,
             },
         )
+
+    def add_response_script(
+        self,
+        script: ResponseScript,
+        model: str | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        input_contains: str | None = None,
+    ) -> None:
+        """Add a response script rule; over HTTP, matching is by model, metadata subset and/or input substring."""
+        body = {
+            "script": script.to_dict(),
+            "model": model,
+            "metadata": dict(metadata) if metadata else None,
+            "input_contains": input_contains,
+        }
+        self._send("POST", "/response_scripts", body)
 
     def add_fault(self, rule: FaultRule) -> None:
         """Arm a fault rule."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 Outcome = Literal["completed", "failed", "incomplete", "requires_action", "never"]
 OUTCOMES: tuple[Outcome, ...] = ("completed", "failed", "incomplete", "requires_action", "never")
@@ -146,15 +146,38 @@ def simple_matcher(metadata: Mapping[str, str] | None, last_user_message_contain
     return match
 
 
-@dataclass
-class ScriptBook:
-    """The script rules, checked newest first; the first that applies wins, else the default."""
+ScriptT = TypeVar("ScriptT")
+ScriptT_co = TypeVar("ScriptT_co", covariant=True)
+ContextT = TypeVar("ContextT")
+ContextT_contra = TypeVar("ContextT_contra", contravariant=True)
 
-    default: RunScript = field(default_factory=RunScript)
-    _rules: list[ScriptRule] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, rule: ScriptRule) -> None:
+class Rule(Protocol[ScriptT_co, ContextT_contra]):
+    """A script and the condition under which a new object follows it."""
+
+    @property
+    def script(self) -> ScriptT_co:
+        """The script."""
+        ...
+
+    def applies_to(self, ctx: ContextT_contra) -> bool:
+        """Whether an object created in ``ctx`` follows the script."""
+        ...
+
+
+class ScriptBook(Generic[ScriptT, ContextT]):
+    """Script rules, checked newest first; the first that applies wins, else the default.
+
+    Args:
+        default: The script when no rule applies.
+    """
+
+    def __init__(self, default: ScriptT) -> None:
+        self.default = default
+        self._rules: list[Rule[ScriptT, ContextT]] = []
+        self._lock = threading.Lock()
+
+    def add(self, rule: Rule[ScriptT, ContextT]) -> None:
         """Add a rule that takes precedence over every earlier one."""
         with self._lock:
             self._rules.append(rule)
@@ -164,11 +187,15 @@ class ScriptBook:
         with self._lock:
             self._rules.clear()
 
-    def choose(self, ctx: CreateContext) -> RunScript:
-        """The script a run created in ``ctx`` follows."""
+    def choose(self, ctx: ContextT) -> ScriptT:
+        """The script an object created in ``ctx`` follows."""
         with self._lock:
             rules = list(reversed(self._rules))
         for rule in rules:
             if rule.applies_to(ctx):
                 return rule.script
         return self.default
+
+
+RunScriptBook = ScriptBook[RunScript, CreateContext]
+"""The run scripts."""

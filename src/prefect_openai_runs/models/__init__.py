@@ -1,7 +1,26 @@
-"""Pydantic v2 models of every object the runs endpoints return, and of the requests we send."""
+"""Pydantic v2 models of every object the runs, batches and files endpoints return, and of the requests we send."""
 
+from prefect_openai_runs.models.batch_lines import (
+    BatchLineError,
+    BatchRequestLine,
+    BatchResponse,
+    BatchResultLine,
+)
+from prefect_openai_runs.models.batches import (
+    BATCH_ENDPOINTS,
+    BATCH_TERMINAL_STATUSES,
+    Batch,
+    BatchError,
+    BatchErrors,
+    BatchRequestCounts,
+    BatchStatus,
+    BatchUsage,
+    CreateBatchParams,
+    OutputExpiresAfter,
+)
 from prefect_openai_runs.models.errors import ErrorBody, ErrorDetail
 from prefect_openai_runs.models.events import StreamEvent
+from prefect_openai_runs.models.files import DeletedFile, FileObject, FileStatus
 from prefect_openai_runs.models.pages import ListPage
 from prefect_openai_runs.models.requests import (
     CreateMessageParams,
@@ -41,17 +60,33 @@ from prefect_openai_runs.models.tools import (
 )
 
 __all__ = [
+    "BATCH_ENDPOINTS",
+    "BATCH_TERMINAL_STATUSES",
     "TERMINAL_STATUSES",
+    "Batch",
+    "BatchError",
+    "BatchErrors",
+    "BatchLineError",
+    "BatchRequestCounts",
+    "BatchRequestLine",
+    "BatchResponse",
+    "BatchResultLine",
+    "BatchStatus",
+    "BatchUsage",
     "CodeInterpreterTool",
+    "CreateBatchParams",
     "CreateMessageParams",
     "CreateRunParams",
     "CreateThreadAndRunParams",
     "CreateThreadParams",
+    "DeletedFile",
     "ErrorBody",
     "ErrorDetail",
+    "FileObject",
     "FileSearchRankingOptions",
     "FileSearchSettings",
     "FileSearchTool",
+    "FileStatus",
     "FunctionCall",
     "FunctionDefinition",
     "FunctionTool",
@@ -62,6 +97,7 @@ __all__ = [
     "MessageContent",
     "ModifyRunParams",
     "NamedToolChoice",
+    "OutputExpiresAfter",
     "RequiredAction",
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",

@@ -23,6 +23,7 @@ from prefect_openai_runs.exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchNotCancellableError,
     ConflictError,
     InternalServerError,
     InvalidResponseError,
@@ -30,7 +31,6 @@ from prefect_openai_runs.exceptions import (
     PermissionDeniedError,
     RateLimitError,
     RetryAfterTooLongError,
-    BatchNotCancellableError,
     RunNotCancellableError,
     UnprocessableEntityError,
 )
@@ -46,14 +46,14 @@ class Upload:
     """One file of a multipart request, read from ``path`` or held in ``data``.
 
     Attributes:
-        field: The form field, ``file`` for ``POST /files``.
+        form_field: The form field, ``file`` for ``POST /files``.
         filename: The name the server records.
         content_type: The part's content type.
         path: A file to stream from (read again on every attempt, so a retry sends it whole).
         data: The content, when small and in memory.
     """
 
-    field: str
+    form_field: str
     filename: str
     content_type: str = "application/octet-stream"
     path: str | None = None
@@ -83,7 +83,7 @@ class Call:
         stream: Whether the response is a server-sent event stream.
         form: Form fields of a ``multipart/form-data`` body (with ``files``), e.g. ``{"purpose": "batch"}``.
         files: The files of a ``multipart/form-data`` body. A client sends
-            ``data=dict(call.form or {})`` and ``files={u.field: (u.filename, u.open(), u.content_type)
+            ``data=dict(call.form or {})`` and ``files={u.form_field: (u.filename, u.open(), u.content_type)
             for u in call.files}``, opening the streams anew for every attempt and closing them after.
         raw: Whether the response body is not JSON (file content): the client puts its ``bytes`` in
             :attr:`Reply.body`, or, to stream a large file, sends the call itself and reads the response

@@ -61,10 +61,10 @@ def lenient_member(cls: type[StrEnumT], value: object) -> StrEnumT | None:
     for member in cls:
         if member.value == normalised:
             return member
-    pseudo = str.__new__(cls, value)  # type: ignore[call-overload]
+    pseudo = str.__new__(cls, value)  # type: ignore[type-var]
     pseudo._name_ = "UNKNOWN"
     pseudo._value_ = value
-    return pseudo  # type: ignore[no-any-return]
+    return pseudo
 
 
 class BatchStatus(str, Enum):

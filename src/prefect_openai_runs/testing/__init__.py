@@ -1,4 +1,5 @@
-"""An emulator of the OpenAI Assistants runs API, for tests, demos and benchmarks.
+"""An emulator of the OpenAI Assistants runs API (and of the Batch API with its files), for tests, demos
+and benchmarks.
 
 A real HTTP server on 127.0.0.1 (Starlette on uvicorn, in a background thread with its own event
 loop) that follows the official runs contract, error bodies included, and whose runs do what
@@ -19,6 +20,8 @@ emulator; :func:`spawn_emulator_process` serves one from a subprocess and yields
 :class:`RemoteEmulator` driving it over the ``/_emulator`` control surface.
 """
 
+from ._batch_records import BatchRecord, FileRecord
+from ._batch_scripts import BatchScript
 from ._core import DEFAULT_API_KEY
 from ._emulator import RunsEmulator
 from ._faults import FaultRule
@@ -28,8 +31,11 @@ from ._scripts import CreateContext, RunScript, ToolCallSpec
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "BatchRecord",
+    "BatchScript",
     "CreateContext",
     "FaultRule",
+    "FileRecord",
     "RemoteEmulator",
     "RequestRecord",
     "RunRecord",

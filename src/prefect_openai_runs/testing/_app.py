@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import _errors as errors
+from ._batch_routes import batch_routes
 from ._control import control_routes
 from ._core import EmulatorCore
 from ._events import Subscription
@@ -151,6 +152,7 @@ def build_app(core: EmulatorCore) -> ApiGate:
         Route("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", submit_tool_outputs, methods=["POST"]),
         Route("/v1/threads/{thread_id}/runs/{run_id}/steps", steps, methods=["GET"]),
         Route("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}", step, methods=["GET"]),
+        *batch_routes(core.batches, _json_body),
         *control_routes(core),
     ]
 

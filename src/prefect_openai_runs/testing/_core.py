@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass
 
 from ._api import RunsApi
+from ._batch_api import BatchesApi, BatchStore
+from ._batch_scripts import BatchScriptBook
 from ._events import EventHub
 from ._faults import FaultBook
 from ._machine import RunMachine
@@ -26,7 +28,8 @@ class EmulatorConfig:
     Attributes:
         api_key: The key requests must carry.
         poll_after_ms: If set, GET run responses carry ``openai-poll-after-ms``.
-        require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required.
+        require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required (never on ``/v1/files``
+            and ``/v1/batches``, which are not part of the Assistants beta).
         log_requests: Whether to log one line per request to stderr.
     """
 
@@ -65,13 +68,15 @@ class EmulatorCore:
         self.faults = FaultBook()
         self.machine = RunMachine(self.store, self.hub, self.log, self.lock, cancelling_delay)
         self.api = RunsApi(self.store, self.machine, self.hub, self.scripts, self.lock, expires_after)
+        self.batches = BatchesApi(BatchStore(), BatchScriptBook(), self.log, self.lock)
         self.closing = asyncio.Event()
 
     def reset(self) -> None:
-        """Forget runs, threads, requests, counters, script rules and faults (loop thread only)."""
+        """Forget runs, threads, files, batches, requests, counters, script rules and faults (loop thread only)."""
         with self.lock:
             self.machine.reset()
             self.store.reset()
+        self.batches.reset()
         self.scripts.clear()
         self.faults.clear()
         self.log.clear()

@@ -113,8 +113,13 @@ def test_lifecycle_counts_output_and_error_files(client: httpx.Client, runs_emul
     )
     batch = create(client, upload(client, jsonl(10))["id"], metadata={"job": "t"})
     assert batch["status"] == "validating" and batch["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
-    partial = wait_for(lambda: (b := client.get(f"/batches/{batch['id']}").json())["status"] == "in_progress"
-                       and 0 < b["request_counts"]["completed"] < 9 and b)
+    partial = wait_for(
+        lambda: (
+            (b := client.get(f"/batches/{batch['id']}").json())["status"] == "in_progress"
+            and 0 < b["request_counts"]["completed"] < 9
+            and b
+        )
+    )
     assert partial["request_counts"]["total"] == 10 and partial["output_file_id"] is None
     done = wait_batch(client, batch["id"], "completed")
     assert done["request_counts"] == {"total": 10, "completed": 9, "failed": 1}
@@ -129,7 +134,10 @@ def test_lifecycle_counts_output_and_error_files(client: httpx.Client, runs_emul
     errors = lines_of(client, done["error_file_id"])
     assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("r3", 500)]
     assert [s for s, _ in runs_emulator.batch(batch["id"]).history] == [
-        "validating", "in_progress", "finalizing", "completed"
+        "validating",
+        "in_progress",
+        "finalizing",
+        "completed",
     ]
 
 
@@ -155,7 +163,9 @@ def test_scripted_validation_error_fails_the_batch(client: httpx.Client, runs_em
 def test_create_refuses_unknown_wrong_purpose_and_pending_files(
     client: httpx.Client, runs_emulator: RunsEmulator
 ) -> None:
-    unknown = client.post("/batches", json={"input_file_id": "file-x", "endpoint": ENDPOINT, "completion_window": "24h"})
+    unknown = client.post(
+        "/batches", json={"input_file_id": "file-x", "endpoint": ENDPOINT, "completion_window": "24h"}
+    )
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "input_file_id"
     other = upload(client, jsonl(1), purpose="user_data")
     body = {"input_file_id": other["id"], "endpoint": ENDPOINT, "completion_window": "24h"}
@@ -217,7 +227,12 @@ def test_list_pages_newest_first(client: httpx.Client) -> None:
 def test_faults_apply_to_batch_paths(client: httpx.Client, runs_emulator: RunsEmulator) -> None:
     file_id = upload(client, jsonl(1))["id"]
     runs_emulator.add_fault(FaultRule(method="POST", path=r"^/v1/batches$", status=503))
-    assert client.post("/batches", json={"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h"}).status_code == 503
+    assert (
+        client.post(
+            "/batches", json={"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h"}
+        ).status_code
+        == 503
+    )
     assert runs_emulator.batches() == []
     runs_emulator.add_fault(FaultRule(method="POST", path=r"^/v1/batches$", kind="drop_after"))
     with pytest.raises(httpx.RemoteProtocolError):

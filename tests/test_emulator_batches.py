@@ -12,7 +12,7 @@ import pytest
 
 from batch_spec import validate_batch_body
 from emulator_helpers import wait_for
-from prefect_openai_runs.testing import BatchScript, FaultRule, RunsEmulator
+from prefect_openai_runs.testing import BatchScript, FaultRule, RemoteEmulator, RunsEmulator
 
 ENDPOINT = "/v1/responses"
 FAST = BatchScript(validating_seconds=0.01, in_progress_seconds=0.05, finalizing_seconds=0.01)
@@ -251,3 +251,16 @@ def test_control_surface_lists_batches_and_takes_scripts(client: httpx.Client, r
     assert [r["id"] for r in records] == [batch["id"]] and records[0]["status"] == "completed"
     files = httpx.get(f"{runs_emulator.control_url}/files").json()
     assert {f["purpose"] for f in files} == {"batch", "batch_output"}
+
+
+def test_remote_emulator_inspects_batches_and_adds_scripts(client: httpx.Client, runs_emulator: RunsEmulator) -> None:
+    remote = RemoteEmulator(runs_emulator.base_url)
+    try:
+        remote.add_batch_script(BatchScript(validating_seconds=0.0, in_progress_seconds=0.02, failing_ids={"r1"}))
+        batch = create(client, upload(client, jsonl(2))["id"])
+        wait_batch(client, batch["id"], "completed")
+        assert [r.id for r in remote.batches()] == [batch["id"]]
+        assert remote.batch(batch["id"]).object["request_counts"]["failed"] == 1
+        assert len(remote.files()) == 3  # the input, the output and the error file
+    finally:
+        remote.close()

@@ -150,3 +150,13 @@ def test_bad_arguments_fail_before_any_request() -> None:
                 "k",
             )
         )
+
+
+def test_any_400_to_a_cancel_is_not_cancellable(client: httpx.Client, runs_emulator: RunsEmulator) -> None:
+    body = {
+        "error": {"message": "Batch is already done.", "type": "invalid_request_error", "param": None, "code": None}
+    }
+    runs_emulator.add_fault(FaultRule(method="POST", path=r"/cancel$", status=400, body=body))
+    with pytest.raises(BatchNotCancellableError, match="already done") as caught:
+        drive(client, ops.cancel_batch("batch_x"))
+    assert caught.value.batch_status is None

@@ -15,6 +15,12 @@ and every run and request inspected::
         run = client.beta.threads.create_and_run_poll(assistant_id=emu.default_assistant_id)
         assert run.status == "failed"
 
+Files and batches (``/v1/files``, ``/v1/batches``) follow the Batch API; a :class:`BatchScript` says
+how long each phase lasts and which requests fail::
+
+    emu.add_batch_script(BatchScript(in_progress_seconds=0.2, failing_ids={"q-3"}), metadata={"job": "x"})
+    emu.batches()  # BatchRecord snapshots; emu.files() and emu.file_content(file_id) for files
+
 The pytest fixture ``runs_emulator`` (from :mod:`.pytest_plugin`) yields a started, freshly reset
 emulator; :func:`spawn_emulator_process` serves one from a subprocess and yields a
 :class:`RemoteEmulator` driving it over the ``/_emulator`` control surface.

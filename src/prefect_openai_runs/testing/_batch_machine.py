@@ -51,7 +51,8 @@ class BatchMachine:
 
     Args:
         files: The file store (outputs are added to it).
-        log: Counters.
+        batches: The batches, by id.
+        log: Counters (``batches_created``, ``batch_cancels``, ``batches_<terminal status>``).
         lock: The emulator's lock, taken by timer callbacks.
         clock: ``time.time``.
     """

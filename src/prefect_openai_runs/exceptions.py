@@ -115,6 +115,36 @@ class StreamResumeRefusedError(BadRequestError):
         return "no longer be streamed" in self.message
 
 
+class BatchNotCancellableError(BadRequestError):
+    """400 to a batch cancel: the batch is already cancelling or terminal.
+
+    The live API's wording is not documented. Two ways lead here: a 400 whose message starts with
+    ``Cannot cancel`` and names a batch (the emulator answers ``Cannot cancel a batch with status
+    'completed'.``), and any 400 to ``POST /batches/{id}/cancel`` (the cancel operation converts it, as
+    a cancel carries no body that could be invalid).
+    """
+
+    @property
+    def batch_status(self) -> str | None:
+        """The status the API named, if it named one."""
+        found = re.search(r"status '([A-Za-z_]+)'", self.message)
+        return found.group(1).lower() if found else None
+
+    @classmethod
+    def from_error(cls, error: BadRequestError) -> BatchNotCancellableError:
+        """The same error, as a :class:`BatchNotCancellableError`."""
+        return cls(
+            error.message,
+            status_code=error.status_code,
+            type=error.type,
+            code=error.code,
+            param=error.param,
+            request_id=error.request_id,
+            retry_after=error.retry_after,
+            should_retry=error.should_retry,
+        )
+
+
 class AuthenticationError(APIError):
     """401: the API key is missing or wrong. Check the credentials block; never retried."""
 

@@ -4,11 +4,13 @@ model or one of our exceptions. Shared by the sync and the async client."""
 from __future__ import annotations
 
 import email.utils
+import io
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -21,6 +23,7 @@ from prefect_openai_runs.exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchNotCancellableError,
     ConflictError,
     InternalServerError,
     InvalidResponseError,
@@ -41,6 +44,37 @@ POLL_HINT_HEADER = "openai-poll-after-ms"
 
 
 @dataclass(frozen=True)
+class Upload:
+    """One file of a multipart request, read from ``path`` or held in ``data``.
+
+    Attributes:
+        form_field: The form field, ``file`` for ``POST /files``.
+        filename: The name the server records.
+        content_type: The part's content type.
+        path: A file to stream from (read again on every attempt, so a retry sends it whole).
+        data: The content, when small and in memory.
+    """
+
+    form_field: str
+    filename: str
+    content_type: str = "application/octet-stream"
+    path: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.data is None):
+            raise ValueError("an Upload needs exactly one of path or data")
+
+    def open(self) -> IO[bytes]:
+        """A fresh binary stream of the content, positioned at its start (the caller closes it)."""
+        return open(self.path, "rb") if self.path is not None else io.BytesIO(self.data or b"")
+
+    def size(self) -> int:
+        """The content's size in bytes."""
+        return os.path.getsize(self.path) if self.path is not None else len(self.data or b"")
+
+
+@dataclass(frozen=True)
 class Call:
     """One HTTP request to make: method, path below the base URL, query and JSON body.
 
@@ -53,6 +87,15 @@ class Call:
             applied (timeout, dropped connection, 5xx). False for a create that nothing can find again
             (a background response: no idempotency key, no search): a second send could start a second
             job, so the ambiguous failure is raised instead.
+        form: Form fields of a ``multipart/form-data`` body (with ``files``), e.g. ``{"purpose": "batch"}``.
+        files: The files of a ``multipart/form-data`` body. A client sends
+            ``data=dict(call.form or {})`` and ``files={u.form_field: (u.filename, u.open(), u.content_type)
+            for u in call.files}``, opening the streams anew for every attempt and closing them after.
+        raw: Whether the response body is not JSON (file content): the client puts its ``bytes`` in
+            :attr:`Reply.body`, or, to stream a large file, sends the call itself and reads the response
+            in chunks.
+        beta: Whether the request needs ``OpenAI-Beta: assistants=v2`` (runs do; files and batches not,
+            though sending it there is harmless).
     """
 
     method: str
@@ -62,6 +105,10 @@ class Call:
     stream: bool = False
     retry_ambiguous: bool = True
     recover: Callable[[], Any] | None = field(default=None, compare=False)
+    form: Mapping[str, str] | None = None
+    files: tuple[Upload, ...] = ()
+    raw: bool = False
+    beta: bool = True
 
     def describe(self) -> str:
         """``METHOD /path`` for messages."""
@@ -158,6 +205,8 @@ def _error_class(status: int, message: str) -> type[APIError]:
         return ResponseNotCancellableError
     if status == 400 and any(part in message for part in _RESUME_REFUSED):
         return StreamResumeRefusedError
+    if status == 400 and message.startswith("Cannot cancel") and "batch" in message.lower():
+        return BatchNotCancellableError
     if status >= 500:
         return InternalServerError
     return _ERRORS_BY_STATUS.get(status, APIError)

@@ -20,7 +20,6 @@ from prefect_openai_runs.client._http import Call, Reply
 from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError
 from prefect_openai_runs.models import (
     CreateMessageParams,
-    CreateResponseParams,
     CreateRunParams,
     CreateThreadParams,
     ListPage,
@@ -35,7 +34,6 @@ from prefect_openai_runs.models.requests import METADATA_MAX_KEYS
 
 T = TypeVar("T")
 ModelT = TypeVar("ModelT", bound=BaseModel)
-KeyedParamsT = TypeVar("KeyedParamsT", CreateRunParams, CreateResponseParams)
 Operation = Generator[Call, Reply, T]
 """A sans-IO operation returning ``T``."""
 
@@ -67,13 +65,14 @@ def new_idempotency_key() -> str:
     return uuid.uuid4().hex
 
 
-def with_idempotency_key(params: KeyedParamsT, key: str) -> KeyedParamsT:
-    """A copy of ``params`` whose metadata carries ``key``; fails clearly if metadata is already full."""
-    metadata = dict(params.metadata or {})
+def with_idempotency_key(params: ModelT, key: str, what: str = "a run") -> ModelT:
+    """A copy of ``params`` (a create body with ``metadata``) whose metadata carries ``key``; fails
+    clearly if metadata is already full. ``what`` names the object created, for the message."""
+    metadata = dict(getattr(params, "metadata", None) or {})
     if IDEMPOTENCY_METADATA_KEY not in metadata and len(metadata) >= METADATA_MAX_KEYS:
         raise ValueError(
             f"metadata: at most {METADATA_MAX_KEYS - 1} keys may be given, got {len(metadata)}; the library "
-            f"adds {IDEMPOTENCY_METADATA_KEY!r} to tag what it creates"
+            f"adds {IDEMPOTENCY_METADATA_KEY!r} to make creating {what} safe to retry"
         )
     metadata[IDEMPOTENCY_METADATA_KEY] = key
     return params.model_copy(update={"metadata": metadata})

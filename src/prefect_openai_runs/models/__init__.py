@@ -1,8 +1,27 @@
-"""Pydantic v2 models of every object the runs and background-responses endpoints return, and of the
-requests we send."""
+"""Pydantic v2 models of every object the runs, background responses, batches and files endpoints return,
+and of the requests we send."""
 
+from prefect_openai_runs.models.batch_lines import (
+    BatchLineError,
+    BatchRequestLine,
+    BatchResponse,
+    BatchResultLine,
+)
+from prefect_openai_runs.models.batches import (
+    BATCH_ENDPOINTS,
+    BATCH_TERMINAL_STATUSES,
+    Batch,
+    BatchError,
+    BatchErrors,
+    BatchRequestCounts,
+    BatchStatus,
+    BatchUsage,
+    CreateBatchParams,
+    OutputExpiresAfter,
+)
 from prefect_openai_runs.models.errors import ErrorBody, ErrorDetail
 from prefect_openai_runs.models.events import StreamEvent
+from prefect_openai_runs.models.files import DeletedFile, FileObject, FileStatus
 from prefect_openai_runs.models.pages import ListPage
 from prefect_openai_runs.models.requests import (
     CreateMessageParams,
@@ -60,20 +79,36 @@ from prefect_openai_runs.models.tools import (
 )
 
 __all__ = [
+    "BATCH_ENDPOINTS",
+    "BATCH_TERMINAL_STATUSES",
     "RESPONSE_TERMINAL_STATUSES",
     "TERMINAL_STATUSES",
+    "Batch",
+    "BatchError",
+    "BatchErrors",
+    "BatchLineError",
+    "BatchRequestCounts",
+    "BatchRequestLine",
+    "BatchResponse",
+    "BatchResultLine",
+    "BatchStatus",
+    "BatchUsage",
     "CodeInterpreterTool",
     "ContentPart",
+    "CreateBatchParams",
     "CreateMessageParams",
     "CreateResponseParams",
     "CreateRunParams",
     "CreateThreadAndRunParams",
     "CreateThreadParams",
+    "DeletedFile",
     "ErrorBody",
     "ErrorDetail",
+    "FileObject",
     "FileSearchRankingOptions",
     "FileSearchSettings",
     "FileSearchTool",
+    "FileStatus",
     "FunctionCall",
     "FunctionCallItem",
     "FunctionDefinition",
@@ -86,6 +121,7 @@ __all__ = [
     "MessageContent",
     "ModifyRunParams",
     "NamedToolChoice",
+    "OutputExpiresAfter",
     "OutputItem",
     "OutputMessage",
     "OutputText",

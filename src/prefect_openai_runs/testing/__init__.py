@@ -1,4 +1,5 @@
-"""An emulator of the OpenAI Assistants runs API, for tests, demos and benchmarks.
+"""An emulator of the OpenAI Assistants runs API (and of the Batch API with its files), for tests, demos
+and benchmarks.
 
 A real HTTP server on 127.0.0.1 (Starlette on uvicorn, in a background thread with its own event
 loop) that follows the official runs contract, error bodies included, and whose runs do what
@@ -14,11 +15,19 @@ and every run and request inspected::
         run = client.beta.threads.create_and_run_poll(assistant_id=emu.default_assistant_id)
         assert run.status == "failed"
 
+Files and batches (``/v1/files``, ``/v1/batches``) follow the Batch API; a :class:`BatchScript` says
+how long each phase lasts and which requests fail::
+
+    emu.add_batch_script(BatchScript(in_progress_seconds=0.2, failing_ids={"q-3"}), metadata={"job": "x"})
+    emu.batches()  # BatchRecord snapshots; emu.files() and emu.file_content(file_id) for files
+
 The pytest fixture ``runs_emulator`` (from :mod:`.pytest_plugin`) yields a started, freshly reset
 emulator; :func:`spawn_emulator_process` serves one from a subprocess and yields a
 :class:`RemoteEmulator` driving it over the ``/_emulator`` control surface.
 """
 
+from ._batch_records import BatchRecord, FileRecord
+from ._batch_scripts import BatchScript
 from ._core import DEFAULT_API_KEY
 from ._emulator import RunsEmulator
 from ._faults import FaultRule
@@ -30,8 +39,11 @@ from ._scripts import CreateContext, RunScript, ToolCallSpec
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "BatchRecord",
+    "BatchScript",
     "CreateContext",
     "FaultRule",
+    "FileRecord",
     "RemoteEmulator",
     "RequestRecord",
     "ResponseContext",

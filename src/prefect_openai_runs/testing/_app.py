@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import _errors as errors
+from ._batch_routes import batch_routes
 from ._control import control_routes
 from ._core import EmulatorCore
 from ._events import Subscription
@@ -193,6 +194,7 @@ def build_app(core: EmulatorCore) -> ApiGate:
         Route("/v1/responses", create_response, methods=["POST"]),
         Route("/v1/responses/{response_id}", response, methods=["GET", "DELETE"]),
         Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
+        *batch_routes(core.batches, _json_body),
         *control_routes(core),
     ]
 

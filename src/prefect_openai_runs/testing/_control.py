@@ -15,6 +15,9 @@ POST      /_emulator/faults           a FaultRule
 DELETE    /_emulator/faults           disarm every fault
 POST      /_emulator/reset            forget all state but the default assistant
 ========  ==========================  ==========================================================
+
+Batches and files have their own control routes (``/_emulator/batches``, ``/_emulator/files``,
+``/_emulator/batch_scripts``), listed in :mod:`._batch_routes`.
 """
 
 from __future__ import annotations

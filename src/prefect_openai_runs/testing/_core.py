@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass
 
 from ._api import RunsApi
+from ._batch_api import BatchesApi, BatchStore
+from ._batch_scripts import BatchScriptBook
 from ._events import EventHub
 from ._faults import FaultBook
 from ._machine import RunMachine
@@ -30,7 +32,7 @@ class EmulatorConfig:
         api_key: The key requests must carry.
         poll_after_ms: If set, GET run responses carry ``openai-poll-after-ms``.
         require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required (never on ``/v1/responses``,
-            which is not an Assistants endpoint).
+            ``/v1/files`` and ``/v1/batches``, which are not Assistants endpoints).
         log_requests: Whether to log one line per request to stderr.
     """
 
@@ -80,14 +82,17 @@ class EmulatorCore:
             self.lock,
             responses_settings or ResponsesSettings(),
         )
+        self.batches = BatchesApi(BatchStore(), BatchScriptBook(), self.log, self.lock)
         self.closing = asyncio.Event()
 
     def reset(self) -> None:
-        """Forget runs, threads, responses, requests, counters, script rules and faults (loop thread only)."""
+        """Forget runs, threads, responses, files, batches, requests, counters, script rules and faults
+        (loop thread only)."""
         with self.lock:
             self.machine.reset()
             self.store.reset()
             self.responses.reset()
+        self.batches.reset()
         self.scripts.clear()
         self.response_scripts.clear()
         self.faults.clear()

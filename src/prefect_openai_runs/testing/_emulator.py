@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from types import TracebackType
 
 from ._app import build_app
+from ._batch_records import BatchRecord, FileRecord
+from ._batch_scripts import BatchScript, BatchScriptRule
 from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
 from ._faults import FaultRule
 from ._records import RequestRecord, ResponseRecord, RunRecord
@@ -221,6 +224,33 @@ class RunsEmulator:
         """The resume window and retention of responses (attributes may be changed while serving)."""
         return self._core.responses.settings
 
+    def add_batch_script(self, script: BatchScript, metadata: Mapping[str, str] | None = None) -> None:
+        """Make batches that match follow ``script``; rules are checked newest first, the first match wins.
+
+        Args:
+            script: What matching batches do (phase durations, which requests fail, expiry).
+            metadata: Only batches whose metadata holds these pairs (None: any batch).
+        """
+        self._core.batches.scripts.add(BatchScriptRule(script, dict(metadata) if metadata else None))
+
+    @property
+    def default_batch_script(self) -> BatchScript:
+        """What a batch does when no batch script rule applies."""
+        return self._core.batches.scripts.default
+
+    @default_batch_script.setter
+    def default_batch_script(self, script: BatchScript) -> None:
+        self._core.batches.scripts.default = script
+
+    @property
+    def file_processing_seconds(self) -> float:
+        """Seconds an uploaded file stays ``pending`` (as on Azure) before ``processed`` (0: never pending)."""
+        return self._core.batches.file_processing_seconds
+
+    @file_processing_seconds.setter
+    def file_processing_seconds(self, value: float) -> None:
+        self._core.batches.file_processing_seconds = value
+
     def add_fault(self, rule: FaultRule) -> None:
         """Arm a fault rule (see :class:`FaultRule`)."""
         self._core.faults.add(rule)
@@ -230,9 +260,9 @@ class RunsEmulator:
         self._core.faults.clear()
 
     def reset(self) -> None:
-        """Forget runs, threads, messages, responses, requests, counters, script rules and faults.
+        """Forget runs, threads, messages, responses, files, batches, requests, counters, script rules and faults.
 
-        The default assistant, the default script and the settings stay. Open streams end.
+        The default assistant, the default scripts and the settings stay. Open streams end.
         """
         if self._server is not None:
             self._server.call(self._core.reset)
@@ -268,6 +298,31 @@ class RunsEmulator:
             KeyError: If there is no such response (deleted, or past its retention).
         """
         return self._core.response_record(response_id)
+
+    def batches(self) -> list[BatchRecord]:
+        """Every batch, oldest first."""
+        return BatchRecord.all(self._core.batches)
+
+    def batch(self, batch_id: str) -> BatchRecord:
+        """One batch.
+
+        Raises:
+            KeyError: If there is no such batch.
+        """
+        return BatchRecord.one(self._core.batches, batch_id)
+
+    def files(self) -> list[FileRecord]:
+        """Every file (uploads, outputs and error files), oldest first."""
+        return FileRecord.all(self._core.batches)
+
+    def file_content(self, file_id: str) -> bytes:
+        """The bytes of one file.
+
+        Raises:
+            KeyError: If there is no such file.
+        """
+        with self._core.lock:
+            return self._core.batches.store.files[file_id].content
 
     @property
     def requests(self) -> list[RequestRecord]:

@@ -24,8 +24,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CONTROL_PREFIX = "/_emulator"
 API_PREFIX = "/v1"
-RESPONSES_PREFIX = "/v1/responses"
-"""Not an Assistants endpoint: no ``OpenAI-Beta`` header needed."""
+#: Paths outside the Assistants beta: no ``OpenAI-Beta`` header needed.
+UNBETA_PREFIXES = ("/v1/responses", "/v1/files", "/v1/batches")
 REDACTED = "REDACTED"
 _SECRET_HEADERS = frozenset({"authorization", "api-key"})
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -193,9 +193,11 @@ class ApiGate:
         key = ex.api_key()
         if key != self.core.config.api_key:
             return errors.invalid_api_key(key)
-        if ex.path.startswith(RESPONSES_PREFIX):
-            return None
-        if self.core.config.require_beta_header and "assistants=v2" not in ex.headers.get("openai-beta", ""):
+        if (
+            self.core.config.require_beta_header
+            and not ex.path.startswith(UNBETA_PREFIXES)
+            and "assistants=v2" not in ex.headers.get("openai-beta", "")
+        ):
             return errors.invalid_beta()
         return None
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from ._batch_records import BatchRecord, FileRecord
+from ._batch_scripts import BatchScript
 from ._faults import FaultRule
 from ._records import RequestRecord, ResponseRecord, RunRecord
 from ._response_scripts import ResponseScript
@@ -135,6 +137,24 @@ class RemoteEmulator:
             "input_contains": input_contains,
         }
         self._send("POST", "/response_scripts", body)
+
+    def batches(self) -> list[BatchRecord]:
+        """Every batch, oldest first."""
+        return [BatchRecord.from_dict(r) for r in self._get("/batches")]
+
+    def batch(self, batch_id: str) -> BatchRecord:
+        """One batch (an HTTP 404 error if there is none)."""
+        return BatchRecord.from_dict(self._get(f"/batches/{batch_id}"))
+
+    def files(self) -> list[FileRecord]:
+        """Every file, oldest first."""
+        return [FileRecord.from_dict(r) for r in self._get("/files")]
+
+    def add_batch_script(self, script: BatchScript, metadata: Mapping[str, str] | None = None) -> None:
+        """Add a batch script rule (``fail_when`` does not travel over HTTP; use ``failing_ids``)."""
+        self._send(
+            "POST", "/batch_scripts", {"script": script.to_dict(), "metadata": dict(metadata) if metadata else None}
+        )
 
     def add_fault(self, rule: FaultRule) -> None:
         """Arm a fault rule."""

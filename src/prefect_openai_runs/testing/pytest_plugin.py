@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ._batch_scripts import BatchScript
 from ._emulator import RunsEmulator
 from ._scripts import RunScript
 
@@ -34,5 +35,7 @@ def runs_emulator(_runs_emulator_session: RunsEmulator) -> Iterator[RunsEmulator
     emulator.cancelling_delay = 0.05
     emulator.expires_after = 600.0
     emulator.default_script = RunScript()
+    emulator.default_batch_script = BatchScript()
+    emulator.file_processing_seconds = 0.0
     yield emulator
     emulator.reset()

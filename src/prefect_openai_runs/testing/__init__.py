@@ -22,6 +22,7 @@ emulator; :func:`spawn_emulator_process` serves one from a subprocess and yields
 from ._core import DEFAULT_API_KEY
 from ._emulator import RunsEmulator
 from ._faults import FaultRule
+from ._ratelimit import RateLimits
 from ._records import RequestRecord, RunRecord
 from ._remote import RemoteEmulator, spawn_emulator_process
 from ._scripts import CreateContext, RunScript, ToolCallSpec
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_API_KEY",
     "CreateContext",
     "FaultRule",
+    "RateLimits",
     "RemoteEmulator",
     "RequestRecord",
     "RunRecord",

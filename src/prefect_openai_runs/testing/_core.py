@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._api import RunsApi
 from ._events import EventHub
 from ._faults import FaultBook
 from ._machine import RunMachine
+from ._ratelimit import RateLimiter, RateLimits
 from ._records import RequestLog, RunRecord
 from ._scripts import RunScript, ScriptBook
 from ._store import Store
@@ -28,12 +29,14 @@ class EmulatorConfig:
         poll_after_ms: If set, GET run responses carry ``openai-poll-after-ms``.
         require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required.
         log_requests: Whether to log one line per request to stderr.
+        rate_limits: Requests and tokens per minute enforced per API key (unset: none).
     """
 
     api_key: str = DEFAULT_API_KEY
     poll_after_ms: int | None = None
     require_beta_header: bool = True
     log_requests: bool = False
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
 
 class EmulatorCore:
@@ -63,17 +66,19 @@ class EmulatorCore:
         self.log = RequestLog(request_log_limit)
         self.scripts = ScriptBook(default=default_script)
         self.faults = FaultBook()
+        self.limiter = RateLimiter(lambda: self.config.rate_limits)
         self.machine = RunMachine(self.store, self.hub, self.log, self.lock, cancelling_delay)
         self.api = RunsApi(self.store, self.machine, self.hub, self.scripts, self.lock, expires_after)
         self.closing = asyncio.Event()
 
     def reset(self) -> None:
-        """Forget runs, threads, requests, counters, script rules and faults (loop thread only)."""
+        """Forget runs, threads, requests, counters, script rules, faults and rate buckets (loop thread only)."""
         with self.lock:
             self.machine.reset()
             self.store.reset()
         self.scripts.clear()
         self.faults.clear()
+        self.limiter.reset()
         self.log.clear()
 
     def close(self) -> None:

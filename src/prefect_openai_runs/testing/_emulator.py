@@ -9,6 +9,7 @@ from types import TracebackType
 from ._app import build_app
 from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
 from ._faults import FaultRule
+from ._ratelimit import RateLimits
 from ._records import RequestRecord, RunRecord
 from ._scripts import Matcher, RunScript, ScriptRule
 from ._server import BackgroundServer
@@ -32,6 +33,10 @@ class RunsEmulator:
         log_requests: Log one line per request to stderr.
         host: The interface to bind.
         request_log_limit: How many request records to keep (None: all).
+        rpm: Requests per minute allowed per API key (None: no limit); more are answered 429.
+        tpm: Tokens per minute allowed per API key (None: no limit), estimated from each request's body.
+        rate_burst_seconds: How many seconds' worth of ``rpm`` / ``tpm`` a full bucket holds (60: a
+            whole minute's budget may go at once; 1: the limit is enforced per second).
     """
 
     def __init__(
@@ -47,6 +52,9 @@ class RunsEmulator:
         *,
         host: str = "127.0.0.1",
         request_log_limit: int | None = 100_000,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        rate_burst_seconds: float = 60.0,
     ) -> None:
         self._core = EmulatorCore(
             EmulatorConfig(
@@ -54,6 +62,7 @@ class RunsEmulator:
                 poll_after_ms=poll_after_ms,
                 require_beta_header=require_beta_header,
                 log_requests=log_requests,
+                rate_limits=RateLimits(rpm=rpm, tpm=tpm, burst_seconds=rate_burst_seconds),
             ),
             default_script=default_script or RunScript(),
             cancelling_delay=cancelling_delay,
@@ -169,6 +178,21 @@ class RunsEmulator:
     @default_script.setter
     def default_script(self, script: RunScript) -> None:
         self._core.scripts.default = script
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The requests and tokens per minute enforced per API key; setting new limits refills every bucket.
+
+        Example:
+            ```python
+            emu.rate_limits = RateLimits(rpm=600, burst_seconds=1)
+            ```
+        """
+        return self._core.config.rate_limits
+
+    @rate_limits.setter
+    def rate_limits(self, limits: RateLimits) -> None:
+        self._core.config.rate_limits = limits
 
     # -- scripts and faults -----------------------------------------------------------------------
 

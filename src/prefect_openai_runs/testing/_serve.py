@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ._app import build_app
 from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
 from ._errors import mask_key
+from ._ratelimit import RateLimits
 from ._scripts import RunScript
 from ._server import serve_foreground
 
@@ -26,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-progress-seconds", type=float, default=0.05, help="default script: seconds in progress")
     parser.add_argument("--reply-text", default=RunScript.reply_text, help="default script: the reply")
     parser.add_argument("--no-beta-header", action="store_true", help="do not require 'OpenAI-Beta: assistants=v2'")
+    parser.add_argument("--rpm", type=int, default=None, help="requests per minute allowed per API key")
+    parser.add_argument("--tpm", type=int, default=None, help="tokens per minute allowed per API key")
+    parser.add_argument(
+        "--rate-burst-seconds", type=float, default=60.0, help="seconds' worth of --rpm/--tpm a full bucket holds"
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     parser.add_argument("--log-requests", action="store_true", help=argparse.SUPPRESS)  # the default
 
@@ -38,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             poll_after_ms=args.poll_after_ms,
             require_beta_header=not args.no_beta_header,
             log_requests=not args.quiet,
+            rate_limits=RateLimits(rpm=args.rpm, tpm=args.tpm, burst_seconds=args.rate_burst_seconds),
         ),
         default_script=RunScript(
             queued_seconds=args.queued_seconds,

@@ -107,7 +107,13 @@ class LimitReading:
 
 @dataclass
 class _Estimate:
-    """This process' estimate of one server bucket; ``level`` goes below zero for turns booked ahead."""
+    """This process' estimate of one server bucket, less what is booked and not yet answered.
+
+    ``level`` goes below zero for turns booked ahead. ``outstanding`` (turns booked whose response is
+    not observed yet) is what the server has not counted yet: the server's bucket holds at most
+    ``capacity``, so the estimate never refills above ``capacity - outstanding`` (refill the server
+    spends on a full bucket while our requests are still on their way is lost for real).
+    """
 
     rate: float | None = None
     capacity: float | None = None
@@ -115,24 +121,25 @@ class _Estimate:
     at: float = 0.0
     known: bool = False
 
-    def refill(self, now: float) -> None:
+    def refill(self, now: float, outstanding: int = 0) -> None:
         if self.rate is not None and now > self.at:
-            top = self.capacity if self.capacity is not None else float("inf")
-            self.level = min(top, self.level + (now - self.at) * self.rate)
+            top = self.capacity - outstanding if self.capacity is not None else float("inf")
+            self.level = max(self.level, min(top, self.level + (now - self.at) * self.rate))
         self.at = max(self.at, now)
 
-    def learn(self, reading: LimitReading, now: float) -> bool:
+    def learn(self, reading: LimitReading, now: float, outstanding: int = 0) -> bool:
         """Take in what a response said; True if this is the first reading with a rate."""
         if reading.limit:
             self.rate = reading.limit / 60.0
         if self.rate is None or reading.remaining is None:
             return False
-        self.refill(now)
+        self.refill(now, outstanding)
         full = reading.remaining + self.rate * reading.reset if reading.reset is not None else reading.limit
         if full is not None:
             self.capacity = max(float(full), float(reading.remaining))
         first = not self.known
-        self.level = float(reading.remaining) if first else min(self.level, float(reading.remaining))
+        seen = float(reading.remaining - outstanding)
+        self.level = seen if first else min(self.level, seen)
         self.known = True
         return first
 
@@ -140,15 +147,14 @@ class _Estimate:
         """The server refused a request and will have one unit again in ``wait`` seconds."""
         if self.rate is None:
             return
-        self.refill(now)
         self.level = 1.0 - self.rate * wait
         self.at = now
 
-    def book(self, amount: float, now: float, reserve_fraction: float) -> float:
+    def book(self, amount: float, now: float, reserve_fraction: float, outstanding: int = 0) -> float:
         """Take ``amount`` at ``now``; seconds until the estimate says it may go."""
         if not self.known or self.rate is None or amount <= 0:
             return 0.0
-        self.refill(now)
+        self.refill(now, outstanding)
         self.level -= amount
         reserve = (self.capacity or 0.0) * reserve_fraction
         if self.level >= reserve:
@@ -167,6 +173,8 @@ class BudgetState:
         tokens_level: Estimated tokens left.
         resume_at: Clock reading before which no request should go (after a 429), or None.
         generation: Bumped whenever booked turns are void (first reading, each 429).
+        waiters: Callers waiting to be told of the next change (see :meth:`RateBudget.on_change`).
+        outstanding: Turns booked whose response is not observed yet.
     """
 
     requests_per_second: float | None
@@ -175,6 +183,8 @@ class BudgetState:
     tokens_level: float
     resume_at: float | None
     generation: int
+    waiters: int
+    outstanding: int
 
 
 class RateBudget:
@@ -185,6 +195,8 @@ class RateBudget:
         reserve_fraction: Share of a full bucket kept unspent, to absorb other senders and jitter.
         probe_timeout: Before the first response is observed, how long others wait for it at most.
         default_retry_after: The back-off after a 429 that says neither ``retry-after`` nor a rate.
+        outstanding_ttl: A booked turn whose response is never observed stops counting this long after
+            its time (see :meth:`release`).
         label: Shown in the repr (never the key).
 
     Example:
@@ -203,6 +215,7 @@ class RateBudget:
         reserve_fraction: float = 0.05,
         probe_timeout: float = 1.0,
         default_retry_after: float = 1.0,
+        outstanding_ttl: float = 60.0,
         label: str = "",
     ) -> None:
         if not 0 <= reserve_fraction < 1:
@@ -213,7 +226,9 @@ class RateBudget:
         self.reserve_fraction = reserve_fraction
         self.probe_timeout = probe_timeout
         self.default_retry_after = default_retry_after
+        self.outstanding_ttl = outstanding_ttl
         self.label = label
+        self._outstanding: list[float] = []  # the send times of turns booked and not yet answered
         self._lock = threading.Lock()
         self._requests = _Estimate()
         self._tokens = _Estimate()
@@ -254,8 +269,25 @@ class RateBudget:
                 if now < self._probe_at + self.probe_timeout:
                     return self._probe_at + self.probe_timeout - now
             delay = max(0.0, self._resume_at - now) if self._resume_at is not None else 0.0
-            delay = max(delay, self._requests.book(1, now, self.reserve_fraction))
-            return max(delay, self._tokens.book(tokens, now, self.reserve_fraction))
+            delay = max(delay, self._requests.book(1, now, self.reserve_fraction, self._pending(now)))
+            delay = max(delay, self._tokens.book(tokens, now, self.reserve_fraction))
+            if self._requests.known:
+                self._outstanding.append(now + delay)
+            return delay
+
+    def release(self) -> None:
+        """Say that one booked turn will get no response to observe (the request failed to send or was
+        abandoned), so it stops counting as on its way."""
+        with self._lock:
+            if self._outstanding:
+                self._outstanding.pop(0)
+
+    def _pending(self, now: float) -> int:
+        """Turns booked and not answered, forgetting those past ``outstanding_ttl``."""
+        stale = now - self.outstanding_ttl
+        while self._outstanding and self._outstanding[0] < stale:
+            self._outstanding.pop(0)
+        return len(self._outstanding)
 
     def observe(self, status: int, headers: Mapping[str, str], now: float | None = None) -> None:
         """Learn from one response (any status, including errors).
@@ -269,16 +301,19 @@ class RateBudget:
         lowered = {name.lower(): value for name, value in headers.items()}
         requests, tokens = LimitReading.read(lowered, "requests"), LimitReading.read(lowered, "tokens")
         with self._lock:
+            if self._outstanding:
+                self._outstanding.pop(0)
             void = not self._observed
             self._observed = True
-            void = self._requests.learn(requests, now) or void
+            void = self._requests.learn(requests, now, self._pending(now)) or void
             self._tokens.learn(tokens, now)
             if status == 429:
                 wait = self._retry_wait(lowered)
                 self._resume_at = max(self._resume_at or 0.0, now + wait)
                 self._requests.refuse(wait, now)
                 void = True
-            if void:
+            if void:  # the turns booked ahead are void: their waiters book again
+                self._outstanding = [at for at in self._outstanding if at <= now]
                 self._generation += 1
                 listeners = list(self._listeners.values())
         if void:
@@ -312,7 +347,7 @@ class RateBudget:
         """A snapshot of the estimate at ``now``."""
         now = self.clock() if now is None else now
         with self._lock:
-            self._requests.refill(now)
+            self._requests.refill(now, self._pending(now))
             self._tokens.refill(now)
             return BudgetState(
                 requests_per_second=self._requests.rate,
@@ -321,6 +356,8 @@ class RateBudget:
                 tokens_level=self._tokens.level,
                 resume_at=self._resume_at if self._resume_at is not None and self._resume_at > now else None,
                 generation=self._generation,
+                waiters=len(self._listeners),
+                outstanding=len(self._outstanding),
             )
 
 

@@ -4,7 +4,7 @@ Prefect's global rate limits for a budget shared by several processes and machin
 :func:`acquire_sync` / :func:`acquire_async` wait what the budget says before one request. They wake
 early when the budget's turns become void (a 429 arrived, or the first headers) and book again; the
 sync one sleeps in short slices so that a signal or a timeout reaches the caller promptly, the async
-one is cancellable at any point.
+one is cancellable at any point; an interrupted wait gives its turn back (:meth:`RateBudget.release`).
 
 :func:`prefect_rate_limit_sync` / :func:`prefect_rate_limit_async` take one slot of a Prefect global
 concurrency limit that has a slot decay (``prefect gcl create openai-requests --limit 50
@@ -56,6 +56,9 @@ def acquire_sync(budget: RateBudget, *, tokens: int = 0, slice_seconds: float = 
             until = time.monotonic() + delay
             while budget.generation == generation and (left := until - time.monotonic()) > 0:
                 changed.wait(min(left, slice_seconds))
+        except BaseException:
+            budget.release()  # interrupted: the turn will not be used
+            raise
         finally:
             unsubscribe()
         if budget.generation == generation:
@@ -92,6 +95,9 @@ async def acquire_async(budget: RateBudget, *, tokens: int = 0) -> float:
             if budget.generation == generation:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(changed.wait(), delay)
+        except BaseException:
+            budget.release()  # cancelled: the turn will not be used
+            raise
         finally:
             unsubscribe()
         if budget.generation == generation:

@@ -169,7 +169,7 @@ class RateLimiter:
                     return Verdict(self._headers(buckets), too_large, kind)
                 wait = bucket.wait_for(asks[kind])
                 if wait > 0:
-                    used = max(0, math.ceil(bucket.capacity - bucket.level))
+                    used = bucket.limit - max(0, math.floor(bucket.level))
                     error = errors.rate_limited(kind, bucket.limit, used, asks[kind], format_duration(wait))
                     retry = [
                         (b"retry-after", str(max(1, math.ceil(wait))).encode()),

@@ -19,6 +19,19 @@ The estimate only ever moves down to what the server reports (other processes ma
 budget), and refills on its own. Nothing here sleeps or sends: the waiting is
 :mod:`prefect_openai_runs._throttle`'s. Every method is thread-safe; the clock is injected.
 
+Wiring into a client's send path (every attempt of every request, polls and cancels included)::
+
+    budget = shared_budget(base_url, api_key)          # once per client, in its constructor
+    # per attempt, inside the retry loop (so a retried 429 takes a fresh turn):
+    await prefect_rate_limit_async(rate_limit_name)    # optional: the cross-process budget first
+    await acquire_async(budget)                        # then this process' turn (sync: acquire_sync)
+    try:
+        response = await http.request(...)             # or http.send(..., stream=True): headers suffice
+    except httpx.HTTPError:
+        budget.release()                               # no response will be observed for this turn
+        raise
+    budget.observe(response.status_code, response.headers)   # before raising for an error status
+
 Example:
     ```python
     budget = shared_budget(base_url, api_key)

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prefect_openai_runs._pacing import RateBudget
 
@@ -45,24 +45,13 @@ def acquire_sync(budget: RateBudget, *, tokens: int = 0, slice_seconds: float = 
         ```
     """
     started = time.monotonic()
-    while True:
-        generation = budget.generation
-        delay = budget.delay_before(tokens=tokens)
-        if delay <= 0:
-            return time.monotonic() - started
+    for delay, generation in _turns(budget, tokens):
         changed = threading.Event()
-        unsubscribe = budget.on_change(changed.set)
-        try:
+        with _watching(budget, changed.set):
             until = time.monotonic() + delay
             while budget.generation == generation and (left := until - time.monotonic()) > 0:
                 changed.wait(min(left, slice_seconds))
-        except BaseException:
-            budget.release()  # interrupted: the turn will not be used
-            raise
-        finally:
-            unsubscribe()
-        if budget.generation == generation:
-            return time.monotonic() - started
+    return time.monotonic() - started
 
 
 async def acquire_async(budget: RateBudget, *, tokens: int = 0) -> float:
@@ -84,24 +73,42 @@ async def acquire_async(budget: RateBudget, *, tokens: int = 0) -> float:
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
+    for delay, generation in _turns(budget, tokens):
+        changed = asyncio.Event()
+        with _watching(budget, _waker(loop, changed)):
+            if budget.generation == generation:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), delay)
+    return loop.time() - started
+
+
+def _turns(budget: RateBudget, tokens: int) -> Iterator[tuple[float, int]]:
+    """Book turns until one holds: yields ``(delay, generation)`` to wait on, without waiting itself.
+
+    A turn holds once its delay has passed with the budget's generation unchanged; if the generation
+    changed meanwhile (a 429, the first headers), the turn is void and another is booked.
+    """
     while True:
         generation = budget.generation
         delay = budget.delay_before(tokens=tokens)
         if delay <= 0:
-            return loop.time() - started
-        changed = asyncio.Event()
-        unsubscribe = budget.on_change(_waker(loop, changed))
-        try:
-            if budget.generation == generation:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(changed.wait(), delay)
-        except BaseException:
-            budget.release()  # cancelled: the turn will not be used
-            raise
-        finally:
-            unsubscribe()
+            return
+        yield delay, generation
         if budget.generation == generation:
-            return loop.time() - started
+            return
+
+
+@contextlib.contextmanager
+def _watching(budget: RateBudget, listener: Callable[[], None]) -> Iterator[None]:
+    """Call ``listener`` on the budget's changes while waiting; an interrupted wait gives its turn back."""
+    unsubscribe = budget.on_change(listener)
+    try:
+        yield
+    except BaseException:
+        budget.release()  # interrupted or cancelled: the turn will not be used
+        raise
+    finally:
+        unsubscribe()
 
 
 def _waker(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[[], None]:
@@ -151,22 +158,7 @@ def prefect_rate_limit_sync(name: str | None, *, occupy: int = 1, timeout_second
 
 
 async def prefect_rate_limit_async(name: str | None, *, occupy: int = 1, timeout_seconds: float | None = None) -> None:
-    """Async :func:`prefect_rate_limit_sync`: take slots of the global rate limit ``name`` (no-op if None).
-
-    Args:
-        name: A global concurrency limit with ``slot_decay_per_second`` set on the Prefect server.
-        occupy: Slots to take (one per request).
-        timeout_seconds: Give up after this long (``TimeoutError``); None waits as long as it takes.
-
-    Raises:
-        ValueError: If the limit does not exist on the server.
-        TimeoutError: If the slots were not free in time.
-
-    Example:
-        ```python
-        await prefect_rate_limit_async("openai-requests")   # before each request
-        ```
-    """
+    """:func:`prefect_rate_limit_sync` for coroutines: the same arguments and errors, without blocking the loop."""
     if name is None:
         return
     from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, rate_limit

@@ -169,3 +169,12 @@ def test_the_cli_and_the_control_surface_set_limits() -> None:
             assert http.get("/threads/thread_missing").status_code == 404
             assert rate_headers(http.get("/threads/thread_missing"), "tokens")[0] == 1000
         assert remote.counters["rate_limited_requests"] == 1
+
+
+def test_the_cli_refuses_a_limit_that_is_not_a_positive_number(capsys: pytest.CaptureFixture[str]) -> None:
+    from prefect_openai_runs.testing import _serve
+
+    with pytest.raises(SystemExit) as exited:
+        _serve.main(["--rpm", "0"])
+    assert exited.value.code == 2
+    assert "--rpm: must be a positive whole number per minute" in capsys.readouterr().err

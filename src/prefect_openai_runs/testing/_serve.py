@@ -15,6 +15,17 @@ from ._scripts import RunScript
 from ._server import serve_foreground
 
 
+def _per_minute(text: str) -> int:
+    """An ``--rpm`` / ``--tpm`` value: a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number per minute, not {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``emulator`` command's options on ``parser``."""
     parser.add_argument("--port", type=int, default=8787, help="port to serve on, 0 for a free one (default 8787)")
@@ -27,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-progress-seconds", type=float, default=0.05, help="default script: seconds in progress")
     parser.add_argument("--reply-text", default=RunScript.reply_text, help="default script: the reply")
     parser.add_argument("--no-beta-header", action="store_true", help="do not require 'OpenAI-Beta: assistants=v2'")
-    parser.add_argument("--rpm", type=int, default=None, help="requests per minute allowed per API key")
-    parser.add_argument("--tpm", type=int, default=None, help="tokens per minute allowed per API key")
+    parser.add_argument("--rpm", type=_per_minute, default=None, help="requests per minute allowed per API key")
+    parser.add_argument("--tpm", type=_per_minute, default=None, help="tokens per minute allowed per API key")
     parser.add_argument(
         "--rate-burst-seconds", type=float, default=60.0, help="seconds' worth of --rpm/--tpm a full bucket holds"
     )

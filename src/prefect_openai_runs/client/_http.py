@@ -147,7 +147,7 @@ def build_headers(
     return headers
 
 
-def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds the server asked to wait: ``retry-after-ms``, else ``retry-after`` (seconds or HTTP date)."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:

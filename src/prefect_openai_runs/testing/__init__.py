@@ -31,6 +31,7 @@ from ._batch_scripts import BatchScript
 from ._core import DEFAULT_API_KEY
 from ._emulator import RunsEmulator
 from ._faults import FaultRule
+from ._ratelimit import RateLimits
 from ._records import RequestRecord, ResponseRecord, RunRecord
 from ._remote import RemoteEmulator, spawn_emulator_process
 from ._response_scripts import ResponseContext, ResponseScript
@@ -44,6 +45,7 @@ __all__ = [
     "CreateContext",
     "FaultRule",
     "FileRecord",
+    "RateLimits",
     "RemoteEmulator",
     "RequestRecord",
     "ResponseContext",

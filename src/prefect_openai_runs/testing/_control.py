@@ -13,6 +13,8 @@ POST      /_emulator/scripts          ``{"script": RunScript, "assistant_id", "m
                                       "last_user_message_contains"}``
 POST      /_emulator/faults           a FaultRule
 DELETE    /_emulator/faults           disarm every fault
+GET       /_emulator/rate_limits      ``{"rpm", "tpm", "burst_seconds"}`` (null: not enforced)
+PUT       /_emulator/rate_limits      set them (the buckets start full)
 POST      /_emulator/reset            forget all state but the default assistant
 ========  ==========================  ==========================================================
 
@@ -22,6 +24,7 @@ Batches and files have their own control routes (``/_emulator/batches``, ``/_emu
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +33,7 @@ from starlette.routing import Route
 
 from ._core import EmulatorCore
 from ._faults import FaultRule
+from ._ratelimit import RateLimits
 from ._response_scripts import ResponseScript, ResponseScriptRule, response_matcher
 from ._scripts import RunScript, ScriptRule, simple_matcher
 
@@ -101,6 +105,14 @@ def control_routes(core: EmulatorCore) -> list[Route]:
             return JSONResponse({"detail": str(exc)}, status_code=422)
         return JSONResponse({"ok": True})
 
+    async def rate_limits(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                core.config.rate_limits = RateLimits(**await request.json())
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse(asdict(core.config.rate_limits))
+
     async def reset(request: Request) -> Response:
         core.reset()
         return JSONResponse({"ok": True})
@@ -116,5 +128,6 @@ def control_routes(core: EmulatorCore) -> list[Route]:
         Route("/_emulator/counters", counters, methods=["GET"]),
         Route("/_emulator/scripts", scripts, methods=["POST"]),
         Route("/_emulator/faults", faults, methods=["POST", "DELETE"]),
+        Route("/_emulator/rate_limits", rate_limits, methods=["GET", "PUT"]),
         Route("/_emulator/reset", reset, methods=["POST"]),
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._api import RunsApi
 from ._batch_api import BatchesApi, BatchStore
@@ -12,6 +12,7 @@ from ._batch_scripts import BatchScriptBook
 from ._events import EventHub
 from ._faults import FaultBook
 from ._machine import RunMachine
+from ._ratelimit import RateLimiter, RateLimits
 from ._records import RequestLog, ResponseRecord, RunRecord
 from ._response_scripts import ResponseScript, ResponseScriptBook
 from ._responses_api import ResponsesApi, ResponsesSettings
@@ -34,12 +35,14 @@ class EmulatorConfig:
         require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required (never on ``/v1/responses``,
             ``/v1/files`` and ``/v1/batches``, which are not Assistants endpoints).
         log_requests: Whether to log one line per request to stderr.
+        rate_limits: Requests and tokens per minute enforced per API key (unset: none).
     """
 
     api_key: str = DEFAULT_API_KEY
     poll_after_ms: int | None = None
     require_beta_header: bool = True
     log_requests: bool = False
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
 
 class EmulatorCore:
@@ -73,6 +76,7 @@ class EmulatorCore:
         self.log = RequestLog(request_log_limit)
         self.scripts = RunScriptBook(default_script)
         self.faults = FaultBook()
+        self.limiter = RateLimiter(lambda: self.config.rate_limits)
         self.machine = RunMachine(self.store, self.hub, self.log, self.lock, cancelling_delay)
         self.api = RunsApi(self.store, self.machine, self.hub, self.scripts, self.lock, expires_after)
         self.response_scripts = ResponseScriptBook(default_response_script or ResponseScript())
@@ -86,8 +90,8 @@ class EmulatorCore:
         self.closing = asyncio.Event()
 
     def reset(self) -> None:
-        """Forget runs, threads, responses, files, batches, requests, counters, script rules and faults
-        (loop thread only)."""
+        """Forget runs, threads, responses, files, batches, requests, counters, script rules, faults and rate
+        buckets (loop thread only)."""
         with self.lock:
             self.machine.reset()
             self.store.reset()
@@ -96,6 +100,7 @@ class EmulatorCore:
         self.scripts.clear()
         self.response_scripts.clear()
         self.faults.clear()
+        self.limiter.reset()
         self.log.clear()
 
     def close(self) -> None:

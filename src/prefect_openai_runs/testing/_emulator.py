@@ -12,6 +12,7 @@ from ._batch_records import BatchRecord, FileRecord
 from ._batch_scripts import BatchScript, BatchScriptRule
 from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
 from ._faults import FaultRule
+from ._ratelimit import RateLimits
 from ._records import RequestRecord, ResponseRecord, RunRecord
 from ._response_scripts import ResponseMatcher, ResponseScript, ResponseScriptRule
 from ._responses_api import ResponsesSettings
@@ -42,6 +43,10 @@ class RunsEmulator:
         resume_window: Seconds after creation a background response's stream can be resumed.
         unstored_retention: Seconds a response created with ``store: false`` stays retrievable.
         stored_retention: Seconds a stored response stays retrievable (None: for good).
+        rpm: Requests per minute allowed per API key (None: no limit); more are answered 429.
+        tpm: Tokens per minute allowed per API key (None: no limit), estimated from each request's body.
+        rate_burst_seconds: How many seconds' worth of ``rpm`` / ``tpm`` a full bucket holds (60: a
+            whole minute's budget may go at once; 1: the limit is enforced per second).
     """
 
     def __init__(
@@ -61,6 +66,9 @@ class RunsEmulator:
         resume_window: float = 300.0,
         unstored_retention: float = 600.0,
         stored_retention: float | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        rate_burst_seconds: float = 60.0,
     ) -> None:
         self._core = EmulatorCore(
             EmulatorConfig(
@@ -68,6 +76,7 @@ class RunsEmulator:
                 poll_after_ms=poll_after_ms,
                 require_beta_header=require_beta_header,
                 log_requests=log_requests,
+                rate_limits=RateLimits(rpm=rpm, tpm=tpm, burst_seconds=rate_burst_seconds),
             ),
             default_script=default_script or RunScript(),
             cancelling_delay=cancelling_delay,
@@ -185,6 +194,21 @@ class RunsEmulator:
     @default_script.setter
     def default_script(self, script: RunScript) -> None:
         self._core.scripts.default = script
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The requests and tokens per minute enforced per API key; setting new limits refills every bucket.
+
+        Example:
+            ```python
+            emu.rate_limits = RateLimits(rpm=600, burst_seconds=1)
+            ```
+        """
+        return self._core.config.rate_limits
+
+    @rate_limits.setter
+    def rate_limits(self, limits: RateLimits) -> None:
+        self._core.config.rate_limits = limits
 
     # -- scripts and faults -----------------------------------------------------------------------
 

@@ -110,6 +110,32 @@ def invalid_json() -> ApiError:
     )
 
 
+_RATE_LIMIT_NAMES = {"requests": "requests per min (RPM)", "tokens": "tokens per min (TPM)"}
+_RATE_LIMIT_HELP = "Visit https://platform.openai.com/account/rate-limits to learn more."
+
+
+def rate_limited(kind: str, limit: int, used: int, requested: int, retry_in: str) -> ApiError:
+    """429 when a request finds its requests or tokens bucket short (``kind``: ``requests`` or ``tokens``)."""
+    return ApiError(
+        429,
+        f"Rate limit reached for {_RATE_LIMIT_NAMES[kind]}: Limit {limit}, Used {used}, Requested {requested}. "
+        f"Please try again in {retry_in}. {_RATE_LIMIT_HELP}",
+        type=kind,
+        code="rate_limit_exceeded",
+    )
+
+
+def request_too_large(kind: str, limit: int, requested: int) -> ApiError:
+    """429 for a request that asks for more than a full bucket holds: waiting cannot help."""
+    return ApiError(
+        429,
+        f"Request too large for {_RATE_LIMIT_NAMES[kind]}: Limit {limit}, Requested {requested}. "
+        f"The input or output tokens must be reduced in order to run successfully. {_RATE_LIMIT_HELP}",
+        type=kind,
+        code="rate_limit_exceeded",
+    )
+
+
 def not_found(kind: str, object_id: str) -> ApiError:
     """404 ``No <kind> found with id '<id>'.`` (kind: thread, run, assistant, message, run step)."""
     return ApiError(404, f"No {kind} found with id '{object_id}'.")

@@ -14,6 +14,7 @@ from typing import Any
 from . import _errors as errors
 from ._core import EmulatorCore
 from ._faults import FaultRule
+from ._ratelimit import Header, estimate_tokens
 from ._records import RequestRecord
 
 Scope = MutableMapping[str, Any]
@@ -29,14 +30,7 @@ UNBETA_PREFIXES = ("/v1/responses", "/v1/files", "/v1/batches")
 REDACTED = "REDACTED"
 _SECRET_HEADERS = frozenset({"authorization", "api-key"})
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-_RATE_HEADERS = [
-    (b"x-ratelimit-limit-requests", b"10000"),
-    (b"x-ratelimit-reset-requests", b"6ms"),
-    (b"x-ratelimit-limit-tokens", b"30000000"),
-    (b"x-ratelimit-remaining-tokens", b"29999000"),
-    (b"x-ratelimit-reset-tokens", b"2ms"),
-    (b"openai-version", b"2020-10-01"),
-]
+_VERSION_HEADER = (b"openai-version", b"2020-10-01")
 
 
 class _Dropped(Exception):
@@ -58,6 +52,7 @@ class _Exchange:
         self.status = 0
         self.fault: str | None = None
         self.recorded = False
+        self.rate_headers: list[Header] = []
 
     def wants_stream(self) -> bool:
         """Whether the request asks for an event stream: a JSON body with ``"stream": true``, or a
@@ -78,13 +73,14 @@ class _Exchange:
             return auth[7:].strip()
         return self.headers.get("api-key") or None
 
-    def response_headers(self, remaining: bytes = b"9999") -> list[tuple[bytes, bytes]]:
+    def response_headers(self) -> list[Header]:
+        """``x-request-id``, ``openai-processing-ms``, the ``x-ratelimit-*`` headers and the API version."""
         elapsed = int((time.perf_counter() - self.started) * 1000)
         return [
             (b"x-request-id", self.request_id.encode()),
             (b"openai-processing-ms", str(elapsed).encode()),
-            (b"x-ratelimit-remaining-requests", remaining),
-            *_RATE_HEADERS,
+            *self.rate_headers,
+            _VERSION_HEADER,
         ]
 
     def record(self) -> RequestRecord:
@@ -109,9 +105,9 @@ class _Exchange:
 class ApiGate:
     """ASGI middleware: everything a request meets before the API routes.
 
-    Order: control-surface bypass (loopback only) → fault rule → API key → beta header → routes.
-    Every ``/v1`` response gets ``x-request-id``, ``openai-processing-ms`` and the ``x-ratelimit-*``
-    headers, and every ``/v1`` request is recorded once its response ends.
+    Order: control-surface bypass (loopback only) → fault rule → API key → beta header → rate limits
+    (:mod:`._ratelimit`) → routes. Every ``/v1`` response gets ``x-request-id``, ``openai-processing-ms``
+    and the ``x-ratelimit-*`` headers, and every ``/v1`` request is recorded once its response ends.
     """
 
     def __init__(self, app: ASGIApp, core: EmulatorCore) -> None:
@@ -130,6 +126,7 @@ class ApiGate:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(scope, await _read_body(receive))
+        exchange.rate_headers = self.core.limiter.peek(exchange.api_key())
         try:
             await self._handle(exchange, scope, receive, send)
         finally:
@@ -162,7 +159,7 @@ class ApiGate:
             if rule.kind == "hang" and not await self._hang(rule.hang_seconds, receive):
                 ex.status = 499
                 return
-        denial = self._deny(ex)
+        denial = self._deny(ex) or self._limit(ex)
         if denial is not None:
             await self._answer(ex, send, denial.status, denial.body())
             return
@@ -201,16 +198,31 @@ class ApiGate:
             return errors.invalid_beta()
         return None
 
+    def _limit(self, ex: _Exchange) -> errors.ApiError | None:
+        """Take the request from its key's rate buckets; the 429 to answer if they are short."""
+        if not ex.path.startswith(API_PREFIX):
+            return None
+        verdict = self.core.limiter.admit(ex.api_key() or "", estimate_tokens(ex.method, ex.body))
+        ex.rate_headers = verdict.headers
+        if verdict.error is not None:
+            self.core.log.count("rate_limited")
+            self.core.log.count(f"rate_limited_{verdict.kind}")
+        return verdict.error
+
     async def _answer_fault(self, ex: _Exchange, rule: FaultRule, send: Send) -> None:
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rule.response_headers().items()]
-        remaining = b"0" if rule.status == 429 else b"9999"
+        if rule.status == 429:
+            ex.rate_headers = [
+                (name, b"0") if name == b"x-ratelimit-remaining-requests" else (name, value)
+                for name, value in ex.rate_headers
+            ]
         ex.status = rule.status
         if rule.raw_body is not None:
-            headers = ex.response_headers(remaining) + extra
+            headers = ex.response_headers() + extra
             self._finish(ex)  # an empty body can complete the response before its last message is sent
             await _send_raw(send, rule.status, rule.raw_body.encode(), headers)
             return
-        await _send_json(send, rule.status, rule.response_body(), ex.response_headers(remaining) + extra)
+        await _send_json(send, rule.status, rule.response_body(), ex.response_headers() + extra)
 
     async def _cut(self, ex: _Exchange, rule: FaultRule, raw_send: Send) -> None:
         """End a stream abruptly: write the rule's garbage, if any, then close the connection."""

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import httpx
 from ._batch_records import BatchRecord, FileRecord
 from ._batch_scripts import BatchScript
 from ._faults import FaultRule
+from ._ratelimit import RateLimits
 from ._records import RequestRecord, ResponseRecord, RunRecord
 from ._response_scripts import ResponseScript
 from ._scripts import RunScript
@@ -164,6 +166,15 @@ class RemoteEmulator:
         """Disarm every fault rule."""
         self._send("DELETE", "/faults")
 
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The requests and tokens per minute enforced per API key; setting new limits refills every bucket."""
+        return RateLimits(**self._get("/rate_limits"))
+
+    @rate_limits.setter
+    def rate_limits(self, limits: RateLimits) -> None:
+        self._send("PUT", "/rate_limits", asdict(limits))
+
     def reset(self) -> None:
         """Forget all state but the default assistant."""
         self._send("POST", "/reset")
@@ -193,7 +204,7 @@ def spawn_emulator_process(timeout: float = 30.0, **options: Any) -> Iterator[Re
         timeout: Seconds to wait for the server to be ready.
         **options: ``emulator`` CLI options as keywords: ``port``, ``api_key``, ``poll_after_ms``,
             ``cancelling_delay``, ``expires_after``, ``queued_seconds``, ``in_progress_seconds``,
-            ``log_requests`` (True/False), ...
+            ``rpm``, ``tpm``, ``rate_burst_seconds``, ``log_requests`` (True/False), ...
 
     Yields:
         A :class:`RemoteEmulator` for the subprocess' emulator.

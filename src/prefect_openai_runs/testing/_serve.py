@@ -10,8 +10,20 @@ from collections.abc import Sequence
 from ._app import build_app
 from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
 from ._errors import mask_key
+from ._ratelimit import RateLimits
 from ._scripts import RunScript
 from ._server import serve_foreground
+
+
+def _per_minute(text: str) -> int:
+    """An ``--rpm`` / ``--tpm`` value: a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number per minute, not {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-progress-seconds", type=float, default=0.05, help="default script: seconds in progress")
     parser.add_argument("--reply-text", default=RunScript.reply_text, help="default script: the reply")
     parser.add_argument("--no-beta-header", action="store_true", help="do not require 'OpenAI-Beta: assistants=v2'")
+    parser.add_argument("--rpm", type=_per_minute, default=None, help="requests per minute allowed per API key")
+    parser.add_argument("--tpm", type=_per_minute, default=None, help="tokens per minute allowed per API key")
+    parser.add_argument(
+        "--rate-burst-seconds", type=float, default=60.0, help="seconds' worth of --rpm/--tpm a full bucket holds"
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     parser.add_argument("--log-requests", action="store_true", help=argparse.SUPPRESS)  # the default
 
@@ -38,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             poll_after_ms=args.poll_after_ms,
             require_beta_header=not args.no_beta_header,
             log_requests=not args.quiet,
+            rate_limits=RateLimits(rpm=args.rpm, tpm=args.tpm, burst_seconds=args.rate_burst_seconds),
         ),
         default_script=RunScript(
             queued_seconds=args.queued_seconds,

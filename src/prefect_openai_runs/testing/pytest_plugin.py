@@ -3,7 +3,7 @@
 One emulator is started per test session (per xdist worker) the first time a test asks for it,
 and :meth:`RunsEmulator.reset` is called before each test, so the fixture costs a reset, not a
 server start. Settings a test changes on it (``poll_after_ms``, ``cancelling_delay``,
-``expires_after``, ``default_script``) are restored before the next test. Tests that need other
+``expires_after``, ``default_script``, ``rate_limits``) are restored before the next test. Tests that need other
 constructor arguments (``api_key``, ``require_beta_header``...) should create their own
 ``RunsEmulator``.
 """
@@ -16,6 +16,7 @@ import pytest
 
 from ._batch_scripts import BatchScript
 from ._emulator import RunsEmulator
+from ._ratelimit import RateLimits
 from ._scripts import RunScript
 
 
@@ -37,5 +38,6 @@ def runs_emulator(_runs_emulator_session: RunsEmulator) -> Iterator[RunsEmulator
     emulator.default_script = RunScript()
     emulator.default_batch_script = BatchScript()
     emulator.file_processing_seconds = 0.0
+    emulator.rate_limits = RateLimits()
     yield emulator
     emulator.reset()

@@ -1,0 +1,410 @@
+"""Pacing requests against the server's rate limits, without I/O: read the headers, decide the waits.
+
+A :class:`RateBudget` is what one process knows of one account's limits (one per base URL and API key,
+from :func:`shared_budget`). It learns from every response (:meth:`RateBudget.observe`): the
+``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers and, on a 429, ``retry-after-ms`` /
+``retry-after``. Before each request, :meth:`RateBudget.delay_before` books the request a turn and says
+how long to wait for it. It models the server's limit as the API describes it, a bucket that refills
+continuously at ``limit / 60`` per second, and books turns against its own estimate of that bucket:
+
+* while the bucket holds more than a small reserve, requests go at once;
+* below it, turns are spaced ``60 / limit`` seconds apart, so requests spread evenly over the reset
+  window instead of bursting into 429s;
+* after a 429, every caller in the process waits for the shared retry moment, then takes a fresh turn
+  (so they do not all come back at the same instant);
+* before anything is known, one request goes alone and the others wait (at most ``probe_timeout``)
+  for its headers, so that a cold start with a thousand coroutines does not burst either.
+
+The estimate only ever moves down to what the server reports (other processes may spend the same
+budget), and refills on its own. Nothing here sleeps or sends: the waiting is
+:mod:`prefect_openai_runs.client._throttle`'s. Every method is thread-safe; the clock is injected.
+
+Wiring into a client's send path (every attempt of every request, polls and cancels included)::
+
+    budget = shared_budget(base_url, api_key)          # once per client, in its constructor
+    # per attempt, inside the retry loop (so a retried 429 takes a fresh turn):
+    await prefect_rate_limit_async(rate_limit_name)    # optional: the cross-process budget first
+    await acquire_async(budget)                        # then this process' turn (sync: acquire_sync)
+    try:
+        response = await http.request(...)             # or http.send(..., stream=True): headers suffice
+    except httpx.HTTPError:
+        budget.release()                               # no response will be observed for this turn
+        raise
+    budget.observe(response.status_code, response.headers)   # before raising for an error status
+
+Example:
+    ```python
+    budget = shared_budget(base_url, api_key)
+    await acquire_async(budget)            # before each request (prefect_openai_runs.client._throttle)
+    response = await http.request(...)
+    budget.observe(response.status_code, response.headers)
+    ```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from prefect_openai_runs.client._http import parse_retry_after
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in a duration as the API writes them (``120ms``, ``1s``, ``59.9s``, ``6m0s``, ``1h2m``).
+
+    A bare number is seconds. Anything else is None (an unreadable header is ignored, never fatal).
+
+    Example:
+        ```python
+        assert parse_duration("6m0s") == 360.0
+        ```
+    """
+    if text is None:
+        return None
+    raw = text.strip().lower()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        pass
+    else:
+        return value if value >= 0 else None
+    parts = _DURATION_PART.findall(raw)
+    if not parts or "".join(number + unit for number, unit in parts) != raw:
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def _whole(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(float(text.strip()))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+@dataclass(frozen=True)
+class LimitReading:
+    """One limit (requests or tokens) as one response reported it.
+
+    Attributes:
+        limit: ``x-ratelimit-limit-*``: units per minute.
+        remaining: ``x-ratelimit-remaining-*``: units left now.
+        reset: ``x-ratelimit-reset-*`` in seconds: time until the bucket is full again.
+    """
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None
+
+    @classmethod
+    def read(cls, headers: Mapping[str, str], kind: str) -> LimitReading:
+        """Read the ``x-ratelimit-*-{kind}`` trio from lower-cased ``headers``."""
+        return cls(
+            limit=_whole(headers.get(f"x-ratelimit-limit-{kind}")),
+            remaining=_whole(headers.get(f"x-ratelimit-remaining-{kind}")),
+            reset=parse_duration(headers.get(f"x-ratelimit-reset-{kind}")),
+        )
+
+
+@dataclass
+class _Estimate:
+    """This process' estimate of one server bucket, less what is booked and not yet answered.
+
+    ``level`` goes below zero for turns booked ahead. ``outstanding`` (turns booked whose response is
+    not observed yet) is what the server has not counted yet: the server's bucket holds at most
+    ``capacity``, so the estimate never refills above ``capacity - outstanding`` (refill the server
+    spends on a full bucket while our requests are still on their way is lost for real).
+    """
+
+    rate: float | None = None
+    capacity: float | None = None
+    level: float = 0.0
+    at: float = 0.0
+    known: bool = False
+
+    def refill(self, now: float, outstanding: int = 0) -> None:
+        if self.rate is not None and now > self.at:
+            top = self.capacity - outstanding if self.capacity is not None else float("inf")
+            self.level = max(self.level, min(top, self.level + (now - self.at) * self.rate))
+        self.at = max(self.at, now)
+
+    def learn(self, reading: LimitReading, now: float, outstanding: int = 0) -> bool:
+        """Take in what a response said; True if this is the first reading with a rate."""
+        if reading.limit:
+            self.rate = reading.limit / 60.0
+        if self.rate is None or reading.remaining is None:
+            return False
+        self.refill(now, outstanding)
+        full = reading.remaining + self.rate * reading.reset if reading.reset is not None else reading.limit
+        if full is not None:
+            self.capacity = max(float(full), float(reading.remaining))
+        first = not self.known
+        seen = float(reading.remaining - outstanding)
+        self.level = seen if first else min(self.level, seen)
+        self.known = True
+        return first
+
+    def refuse(self, wait: float, now: float) -> None:
+        """The server refused a request and will have one unit again in ``wait`` seconds."""
+        if self.rate is None:
+            return
+        self.level = 1.0 - self.rate * wait
+        self.at = now
+
+    def book(self, amount: float, now: float, reserve_fraction: float, outstanding: int = 0) -> float:
+        """Take ``amount`` at ``now``; seconds until the estimate says it may go."""
+        if not self.known or self.rate is None or amount <= 0:
+            return 0.0
+        self.refill(now, outstanding)
+        self.level -= amount
+        reserve = (self.capacity or 0.0) * reserve_fraction
+        if self.level >= reserve:
+            return 0.0
+        return (reserve - self.level) / self.rate
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """A snapshot of a :class:`RateBudget`, for logs and tests.
+
+    Attributes:
+        requests_per_second: The requests limit as a rate, or None if unknown.
+        requests_level: Estimated requests left (negative: turns booked ahead).
+        tokens_per_second: The tokens limit as a rate, or None if unknown.
+        tokens_level: Estimated tokens left.
+        resume_at: Clock reading before which no request should go (after a 429), or None.
+        generation: Bumped whenever booked turns are void (first reading, each 429).
+        waiters: Callers waiting to be told of the next change (see :meth:`RateBudget.on_change`).
+        outstanding: Turns booked whose response is not observed yet.
+    """
+
+    requests_per_second: float | None
+    requests_level: float
+    tokens_per_second: float | None
+    tokens_level: float
+    resume_at: float | None
+    generation: int
+    waiters: int
+    outstanding: int
+
+
+class RateBudget:
+    """One process' shared view of one account's rate limits: observe responses, book turns.
+
+    Args:
+        clock: A monotonic clock in seconds (injected for tests; ``now`` arguments default to it).
+        reserve_fraction: Share of a full bucket kept unspent, to absorb other senders and jitter.
+        probe_timeout: Before the first response is observed, how long others wait for it at most.
+        default_retry_after: The back-off after a 429 that says neither ``retry-after`` nor a rate.
+        outstanding_ttl: A booked turn whose response is never observed stops counting this long after
+            its time (see :meth:`release`).
+        label: Shown in the repr (never the key).
+
+    Example:
+        ```python
+        budget = RateBudget()
+        delay = budget.delay_before()          # book a turn, wait ``delay`` seconds, send
+        budget.observe(429, {"retry-after-ms": "200"})
+        assert budget.delay_before() >= 0.2    # everyone in the process backs off together
+        ```
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        reserve_fraction: float = 0.05,
+        probe_timeout: float = 1.0,
+        default_retry_after: float = 1.0,
+        outstanding_ttl: float = 60.0,
+        label: str = "",
+    ) -> None:
+        if not 0 <= reserve_fraction < 1:
+            raise ValueError(f"reserve_fraction must be in [0, 1), got {reserve_fraction!r}")
+        if probe_timeout < 0 or default_retry_after < 0:
+            raise ValueError("probe_timeout and default_retry_after must be 0 or more seconds")
+        self.clock = clock
+        self.reserve_fraction = reserve_fraction
+        self.probe_timeout = probe_timeout
+        self.default_retry_after = default_retry_after
+        self.outstanding_ttl = outstanding_ttl
+        self.label = label
+        self._outstanding: list[float] = []  # the send times of turns booked and not yet answered
+        self._lock = threading.Lock()
+        self._requests = _Estimate()
+        self._tokens = _Estimate()
+        self._resume_at: float | None = None
+        self._probe_at: float | None = None
+        self._observed = False
+        self._generation = 0
+        self._listeners: dict[int, Callable[[], None]] = {}
+        self._listener_ids = itertools.count()
+
+    def __repr__(self) -> str:
+        return f"RateBudget({self.label!r})" if self.label else "RateBudget()"
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever booked turns become void; a waiter that sees it change books again."""
+        return self._generation
+
+    def delay_before(self, now: float | None = None, *, tokens: int = 0) -> float:
+        """Book a turn for one request and return the seconds to wait before sending it.
+
+        Call once per request (each call books a turn). If :attr:`generation` changes while waiting,
+        the turn is void: call again.
+
+        Args:
+            now: The clock reading (default: the budget's clock).
+            tokens: Tokens the request is estimated to use, if known (0: pace requests only).
+
+        Returns:
+            Seconds to wait; 0 to send at once.
+        """
+        now = self.clock() if now is None else now
+        with self._lock:
+            if not self._observed:
+                if self._probe_at is None:
+                    self._probe_at = now
+                    return 0.0
+                if now < self._probe_at + self.probe_timeout:
+                    return self._probe_at + self.probe_timeout - now
+            delay = max(0.0, self._resume_at - now) if self._resume_at is not None else 0.0
+            delay = max(delay, self._requests.book(1, now, self.reserve_fraction, self._pending(now)))
+            delay = max(delay, self._tokens.book(tokens, now, self.reserve_fraction))
+            if self._requests.known:
+                self._outstanding.append(now + delay)
+            return delay
+
+    def release(self) -> None:
+        """Say that one booked turn will get no response to observe (the request failed to send or was
+        abandoned), so it stops counting as on its way."""
+        with self._lock:
+            if self._outstanding:
+                self._outstanding.pop(0)
+
+    def _pending(self, now: float) -> int:
+        """Turns booked and not answered, forgetting those past ``outstanding_ttl``."""
+        stale = now - self.outstanding_ttl
+        while self._outstanding and self._outstanding[0] < stale:
+            self._outstanding.pop(0)
+        return len(self._outstanding)
+
+    def observe(self, status: int, headers: Mapping[str, str], now: float | None = None) -> None:
+        """Learn from one response (any status, including errors).
+
+        Args:
+            status: The HTTP status.
+            headers: The response headers (any case).
+            now: The clock reading (default: the budget's clock).
+        """
+        now = self.clock() if now is None else now
+        lowered = {name.lower(): value for name, value in headers.items()}
+        requests, tokens = LimitReading.read(lowered, "requests"), LimitReading.read(lowered, "tokens")
+        with self._lock:
+            if self._outstanding:
+                self._outstanding.pop(0)
+            void = not self._observed
+            self._observed = True
+            void = self._requests.learn(requests, now, self._pending(now)) or void
+            self._tokens.learn(tokens, now)
+            if status == 429:
+                wait = self._retry_wait(lowered)
+                self._resume_at = max(self._resume_at or 0.0, now + wait)
+                self._requests.refuse(wait, now)
+                void = True
+            if void:  # the turns booked ahead are void: their waiters book again
+                self._outstanding = [at for at in self._outstanding if at <= now]
+                self._generation += 1
+                listeners = list(self._listeners.values())
+        if void:
+            for listener in listeners:
+                listener()
+
+    def _retry_wait(self, headers: Mapping[str, str]) -> float:
+        hinted = parse_retry_after(headers, now=time.time())
+        if hinted is not None:
+            return hinted
+        rate = self._requests.rate
+        return 1.0 / rate if rate else self.default_retry_after
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` (from the observing thread) whenever :attr:`generation` changes.
+
+        Returns:
+            A function that unsubscribes it.
+        """
+        with self._lock:
+            key = next(self._listener_ids)
+            self._listeners[key] = listener
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners.pop(key, None)
+
+        return unsubscribe
+
+    def state(self, now: float | None = None) -> BudgetState:
+        """A snapshot of the estimate at ``now``."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            self._requests.refill(now, self._pending(now))
+            self._tokens.refill(now)
+            return BudgetState(
+                requests_per_second=self._requests.rate,
+                requests_level=self._requests.level,
+                tokens_per_second=self._tokens.rate,
+                tokens_level=self._tokens.level,
+                resume_at=self._resume_at if self._resume_at is not None and self._resume_at > now else None,
+                generation=self._generation,
+                waiters=len(self._listeners),
+                outstanding=len(self._outstanding),
+            )
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A short hash naming an API key without revealing it (12 hex digits of its SHA-256)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+_BUDGETS: dict[tuple[str, str], RateBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def shared_budget(base_url: str, api_key: str) -> RateBudget:
+    """The process' budget for this server and key, created on first use; every client shares it.
+
+    Only a fingerprint of the key is kept (:func:`key_fingerprint`).
+
+    Args:
+        base_url: The API's base URL.
+        api_key: The key the requests carry.
+    """
+    owner = (base_url.rstrip("/"), key_fingerprint(api_key))
+    with _BUDGETS_LOCK:
+        budget = _BUDGETS.get(owner)
+        if budget is None:
+            budget = _BUDGETS[owner] = RateBudget(label=f"{owner[0]} key#{owner[1]}")
+        return budget
+
+
+__all__ = [
+    "BudgetState",
+    "LimitReading",
+    "RateBudget",
+    "key_fingerprint",
+    "parse_duration",
+    "shared_budget",
+]

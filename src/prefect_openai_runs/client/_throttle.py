@@ -1,0 +1,172 @@
+"""Waiting for a turn to send: the process' :class:`~prefect_openai_runs.client._pacing.RateBudget`, and
+Prefect's global rate limits for a budget shared by several processes and machines.
+
+:func:`acquire_sync` / :func:`acquire_async` wait what the budget says before one request. They wake
+early when the budget's turns become void (a 429 arrived, or the first headers) and book again; the
+sync one sleeps in short slices so that a signal or a timeout reaches the caller promptly, the async
+one is cancellable at any point; an interrupted wait gives its turn back (:meth:`RateBudget.release`).
+
+:func:`prefect_rate_limit_sync` / :func:`prefect_rate_limit_async` take one slot of a Prefect global
+concurrency limit that has a slot decay (``prefect gcl create openai-requests --limit 50
+--slot-decay-per-second 8``): every process of every worker that names the same limit shares its
+rate. They are no-ops when the name is None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from prefect_openai_runs.client._pacing import RateBudget
+
+SLICE_SECONDS = 0.1
+"""The longest a synchronous wait sleeps before looking again."""
+
+
+def acquire_sync(budget: RateBudget, *, tokens: int = 0, slice_seconds: float = SLICE_SECONDS) -> float:
+    """Wait until ``budget`` gives this request its turn (call right before sending it).
+
+    Args:
+        budget: The budget of the server and key the request goes to.
+        tokens: Tokens the request is estimated to use, if known.
+        slice_seconds: The longest single sleep.
+
+    Returns:
+        Seconds waited.
+
+    Example:
+        ```python
+        acquire_sync(budget)
+        response = http.request("GET", url)
+        budget.observe(response.status_code, response.headers)
+        ```
+    """
+    started = time.monotonic()
+    for delay, generation in _turns(budget, tokens):
+        changed = threading.Event()
+        with _watching(budget, changed.set):
+            until = time.monotonic() + delay
+            while budget.generation == generation and (left := until - time.monotonic()) > 0:
+                changed.wait(min(left, slice_seconds))
+    return time.monotonic() - started
+
+
+async def acquire_async(budget: RateBudget, *, tokens: int = 0) -> float:
+    """Wait, without blocking the event loop, until ``budget`` gives this request its turn.
+
+    Args:
+        budget: The budget of the server and key the request goes to.
+        tokens: Tokens the request is estimated to use, if known.
+
+    Returns:
+        Seconds waited.
+
+    Example:
+        ```python
+        await acquire_async(budget)
+        response = await http.request("GET", url)
+        budget.observe(response.status_code, response.headers)
+        ```
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for delay, generation in _turns(budget, tokens):
+        changed = asyncio.Event()
+        with _watching(budget, _waker(loop, changed)):
+            if budget.generation == generation:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), delay)
+    return loop.time() - started
+
+
+def _turns(budget: RateBudget, tokens: int) -> Iterator[tuple[float, int]]:
+    """Book turns until one holds: yields ``(delay, generation)`` to wait on, without waiting itself.
+
+    A turn holds once its delay has passed with the budget's generation unchanged; if the generation
+    changed meanwhile (a 429, the first headers), the turn is void and another is booked.
+    """
+    while True:
+        generation = budget.generation
+        delay = budget.delay_before(tokens=tokens)
+        if delay <= 0:
+            return
+        yield delay, generation
+        if budget.generation == generation:
+            return
+
+
+@contextlib.contextmanager
+def _watching(budget: RateBudget, listener: Callable[[], None]) -> Iterator[None]:
+    """Call ``listener`` on the budget's changes while waiting; an interrupted wait gives its turn back."""
+    unsubscribe = budget.on_change(listener)
+    try:
+        yield
+    except BaseException:
+        budget.release()  # interrupted or cancelled: the turn will not be used
+        raise
+    finally:
+        unsubscribe()
+
+
+def _waker(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[[], None]:
+    """A callback, safe from any thread, that sets ``event`` on ``loop``."""
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(event.set)
+
+    return wake
+
+
+def _missing_limit(name: str, cause: BaseException) -> ValueError:
+    return ValueError(
+        f"Prefect global concurrency limit {name!r} could not be used as a rate limit ({cause}). Create it "
+        f"with a slot decay, e.g. `prefect gcl create {name} --limit 50 --slot-decay-per-second 8` "
+        "(about 8 requests a second, bursts of 50), or pass rate_limit=None."
+    )
+
+
+def prefect_rate_limit_sync(name: str | None, *, occupy: int = 1, timeout_seconds: float | None = None) -> None:
+    """Take ``occupy`` slots of the Prefect global rate limit ``name``, waiting for them (no-op if None).
+
+    Args:
+        name: A global concurrency limit with ``slot_decay_per_second`` set on the Prefect server.
+        occupy: Slots to take (one per request).
+        timeout_seconds: Give up after this long (``TimeoutError``); None waits as long as it takes.
+
+    Raises:
+        ValueError: If the limit does not exist on the server.
+        TimeoutError: If the slots were not free in time.
+
+    Example:
+        ```python
+        prefect_rate_limit_sync("openai-requests")   # before each request
+        ```
+    """
+    if name is None:
+        return
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+    from prefect.concurrency.sync import rate_limit
+
+    try:
+        rate_limit(name, occupy=occupy, timeout_seconds=timeout_seconds, strict=True)
+    except ConcurrencySlotAcquisitionError as exc:
+        raise _missing_limit(name, exc) from exc
+
+
+async def prefect_rate_limit_async(name: str | None, *, occupy: int = 1, timeout_seconds: float | None = None) -> None:
+    """:func:`prefect_rate_limit_sync` for coroutines: the same arguments and errors, without blocking the loop."""
+    if name is None:
+        return
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, rate_limit
+
+    try:
+        await rate_limit(name, occupy=occupy, timeout_seconds=timeout_seconds, strict=True)
+    except ConcurrencySlotAcquisitionError as exc:
+        raise _missing_limit(name, exc) from exc
+
+
+__all__ = ["SLICE_SECONDS", "acquire_async", "acquire_sync", "prefect_rate_limit_async", "prefect_rate_limit_sync"]

@@ -83,6 +83,8 @@ class Call:
             finds what an ambiguous failure may have applied, run before the request is sent again.
             It returns the response to use instead, or ``None`` to send again.
         stream: Whether the response is a server-sent event stream.
+        creates: Whether the request starts a job (a run, a response, a batch): it takes a slot of the
+            client's Prefect rate limit, when one is named.
         retry_ambiguous: Whether the request may be sent again after a failure that may have been
             applied (timeout, dropped connection, 5xx). False for a create that nothing can find again
             (a background response: no idempotency key, no search): a second send could start a second
@@ -103,6 +105,7 @@ class Call:
     params: Mapping[str, Any] | None = None
     json: Any = None
     stream: bool = False
+    creates: bool = False
     retry_ambiguous: bool = True
     recover: Callable[[], Any] | None = field(default=None, compare=False)
     form: Mapping[str, str] | None = None

@@ -34,11 +34,13 @@ class OpenAICredentials(CredentialsBlock):
         retry_deadline: Seconds after which no retry of one request starts.
 
     Example:
+        Load stored credentials and use their client:
         ```python
         from prefect_openai_runs import OpenAICredentials
 
-        OpenAICredentials(api_key="sk-...", project="proj_abc").save("openai")
-        client = OpenAICredentials.load("openai").get_client()
+        credentials = OpenAICredentials.load("BLOCK_NAME")
+        with credentials.get_client() as client:
+            thread = client.create_thread()
         ```
     """
 

@@ -26,7 +26,9 @@ print(json.dumps(sorted(k for k, v in registry.items() if v.__module__.startswit
 
 def test_importing_the_collection_registers_only_its_block_types() -> None:
     """What a Prefect server registers at startup is this registry (``_register_registry_blocks``)."""
-    out = subprocess.run([sys.executable, "-c", LIST_REGISTERED], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", LIST_REGISTERED], capture_output=True, text=True, check=True, timeout=120
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == OUR_BLOCK_TYPES
 
 

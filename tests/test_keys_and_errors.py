@@ -171,9 +171,10 @@ def test_stream_error_event_text_is_masked(runs_emulator: RunsEmulator) -> None:
 
 
 def test_wrong_key_is_one_line_with_request_id(runs_emulator: RunsEmulator) -> None:
-    with make_client(runs_emulator, api_key="sk-wrong-Q8vN3bX5tY7uI9oP") as client, pytest.raises(
-        AuthenticationError
-    ) as info:
+    with (
+        make_client(runs_emulator, api_key="sk-wrong-Q8vN3bX5tY7uI9oP") as client,
+        pytest.raises(AuthenticationError) as info,
+    ):
         client.create_thread()
     text = str(info.value)
     assert "\n" not in text and info.value.request_id and info.value.request_id in text
@@ -191,18 +192,20 @@ def test_wrong_assistant_id_is_one_line_with_request_id(runs_emulator: RunsEmula
 
 @pytest.mark.xfail(strict=True, reason="client.py still chains httpx's exception: use _http.check_response")
 def test_api_error_chains_no_http_library_exception(runs_emulator: RunsEmulator) -> None:
-    with make_client(runs_emulator, api_key="sk-wrong-Q8vN3bX5tY7uI9oP") as client, pytest.raises(
-        AuthenticationError
-    ) as info:
+    with (
+        make_client(runs_emulator, api_key="sk-wrong-Q8vN3bX5tY7uI9oP") as client,
+        pytest.raises(AuthenticationError) as info,
+    ):
         client.create_thread()
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_connection_refused_names_the_host_and_hints(runs_emulator: RunsEmulator) -> None:
     port = closed_port()
-    with make_client(runs_emulator, base_url=f"http://127.0.0.1:{port}/v1") as client, pytest.raises(
-        APIConnectionError
-    ) as info:
+    with (
+        make_client(runs_emulator, base_url=f"http://127.0.0.1:{port}/v1") as client,
+        pytest.raises(APIConnectionError) as info,
+    ):
         client.create_thread()
     text = str(info.value)
     assert f"could not connect to 127.0.0.1:{port} (connection refused): is base_url right?" in text

@@ -57,10 +57,14 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
         head, body = _read_head(client)
         if not head:
             return
-        method, target, version = head.split(b"\r\n", 1)[0].decode().split(" ")
+        method, target, _version = head.split(b"\r\n", 1)[0].decode().split(" ")
         self.server.seen.append(f"{method} {target}")
         length = next(
-            (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
             0,
         )
         while len(body) < length:

@@ -3,7 +3,7 @@
 
 Reads the lower bounds of ``[project] dependencies`` in ``pyproject.toml`` (``prefect>=3.1`` gives
 ``prefect==3.1``), builds a separate virtual environment (``.venv-floors``, rebuilt every time) with exactly
-those versions pinned as pip constraints, installs the package with its ``dev`` extra there, checks pip
+those versions pinned as pip constraints, installs the package and the test tools of its ``dev`` extra there, checks pip
 really installed the floors, and runs a meaningful subset of the tests: models, retries, both clients over
 HTTP to the emulator, keys and errors, proxies, event streams, the emulator's lifecycle, the block catalog.
 
@@ -52,6 +52,15 @@ sys.exit(1 if wrong else 0)
 """
 """Run in the floors environment: each pinned package is installed at exactly its floor."""
 
+TEST_TOOLS = {"pytest", "pytest-timeout", "pytest-asyncio", "jsonschema", "pyyaml", "openai"}
+"""What the subset needs from the ``dev`` extra (not the linters), installed with the floors as constraints."""
+
+
+def dev_extra(pyproject: str) -> list[str]:
+    """The requirement strings of ``[project.optional-dependencies] dev``."""
+    block = re.search(r"^dev\s*=\s*\[(.*?)\]", pyproject.split("[project.optional-dependencies]", 1)[1], re.S | re.M)
+    return re.findall(r'"([^"]+)"', block.group(1)) if block else []
+
 
 def declared_floors(pyproject: str) -> dict[str, str]:
     """``{name: lowest version}`` from ``[project] dependencies`` (each needs a ``>=`` bound).
@@ -74,14 +83,18 @@ def declared_floors(pyproject: str) -> dict[str, str]:
 
 def main(pytest_args: list[str]) -> int:
     started = time.monotonic()
-    floors = declared_floors((ROOT / "pyproject.toml").read_text())
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    floors = declared_floors(pyproject)
     print("declared floors: " + ", ".join(f"{name}=={version}" for name, version in floors.items()), flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     constraints = VENV / "floors.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in floors.items()))
     pip = [str(PY), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    installed = subprocess.run([*pip, "--constraint", str(constraints), "-e", f"{ROOT}[dev]"], check=False)
-    if installed.returncode:
+    tools = [spec for spec in dev_extra(pyproject) if re.split(r"[<>=\[ ]", spec, maxsplit=1)[0] in TEST_TOOLS]
+    installed = subprocess.run([*pip, "--constraint", str(constraints), "-e", str(ROOT)], check=False).returncode or (
+        subprocess.run([*pip, "--constraint", str(constraints), *tools], check=False).returncode
+    )
+    if installed:
         print("FLOORS: the lowest declared versions cannot be installed together (see pip's message)", flush=True)
         return 1
     if subprocess.run([str(PY), "-c", CHECK_INSTALLED, *(f"{n}=={v}" for n, v in floors.items())]).returncode:

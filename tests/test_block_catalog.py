@@ -4,8 +4,10 @@ from the generic base) and the block pages' snippets load a saved block, never o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from prefect.client.orchestration import get_client
 
@@ -33,10 +35,23 @@ def test_importing_the_collection_registers_only_its_block_types() -> None:
 
 
 def test_prefect_server_catalog_has_no_generic_base(prefect_server: None) -> None:
-    """The temporary Prefect server loaded the collection (entry point) and lists no ``JobBlock[str]``."""
+    """``prefect block register -m prefect_openai_runs`` on a temporary Prefect server (which also loaded the
+    collection through its entry point at startup) leaves no ``JobBlock[str]`` in the catalog."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    prefect_cli = Path(sys.executable).with_name("prefect")
+    result = subprocess.run(
+        [str(prefect_cli), "block", "register", "-m", "prefect_openai_runs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "JobBlock" not in result.stdout
     with get_client(sync_client=True) as prefect:
-        for block_class in (OpenAICredentials, OpenAIAssistantRun):
-            block_class.register_type_and_schema(client=prefect)  # type: ignore[call-arg]
         types = {block_type.slug: block_type.name for block_type in prefect.read_block_types()}
     assert set(OUR_BLOCK_TYPES) <= set(types)
     assert "jobblock-str" not in types and "JobBlock[str]" not in types.values()

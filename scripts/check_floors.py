@@ -7,6 +7,11 @@ those versions pinned as pip constraints, installs the package and the test tool
 really installed the floors, and runs a meaningful subset of the tests: models, retries, both clients over
 HTTP to the emulator, keys and errors, proxies, event streams, the emulator's lifecycle, the block catalog.
 
+Why the floors are what they are: tenacity 8.3 brought ``stop_before_delay``; Prefect 3.2 brought the sync
+client's ``read_artifacts`` and ``update_artifact`` (the run recording uses them); pydantic 2.9.1 is the
+first that Prefect 3.2 imports with (2.9.0 rejects one of its ``ClassVar`` annotations); httpx 0.27 and
+everything above work as declared.
+
 Needs only python3 and PyPI. Extra arguments go to pytest. Exit code: pytest's, or 1 when a floor could
 not be installed.
 """
@@ -52,6 +57,14 @@ sys.exit(1 if wrong else 0)
 """
 """Run in the floors environment: each pinned package is installed at exactly its floor."""
 
+ERA_CONSTRAINTS = ["fastapi<0.116"]
+"""Bounds on Prefect's own dependencies that Prefect's floor release leaves open: Prefect 3.2.0's server passes
+``min_items`` to FastAPI's ``Body``, which FastAPI releases after 0.115 reject. A user of that Prefect release
+needs the same bound; it is not a dependency of this package."""
+
+ERA_EXTRAS = ["importlib-metadata"]
+"""What Prefect 3.2.0's CLI imports without declaring it (``prefect block register`` fails without it)."""
+
 TEST_TOOLS = {"pytest", "pytest-timeout", "pytest-asyncio", "jsonschema", "pyyaml", "openai"}
 """What the subset needs from the ``dev`` extra (not the linters), installed with the floors as constraints."""
 
@@ -88,11 +101,18 @@ def main(pytest_args: list[str]) -> int:
     print("declared floors: " + ", ".join(f"{name}=={version}" for name, version in floors.items()), flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     constraints = VENV / "floors.txt"
-    constraints.write_text("".join(f"{name}=={version}\n" for name, version in floors.items()))
-    pip = [str(PY), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    constraints.write_text(
+        "".join(
+            [
+                *(f"{name}=={version}\n" for name, version in floors.items()),
+                *(f"{bound}\n" for bound in ERA_CONSTRAINTS),
+            ]
+        )
+    )
+    pip = [str(PY), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"]
     tools = [spec for spec in dev_extra(pyproject) if re.split(r"[<>=\[ ]", spec, maxsplit=1)[0] in TEST_TOOLS]
     installed = subprocess.run([*pip, "--constraint", str(constraints), "-e", str(ROOT)], check=False).returncode or (
-        subprocess.run([*pip, "--constraint", str(constraints), *tools], check=False).returncode
+        subprocess.run([*pip, "--constraint", str(constraints), *tools, *ERA_EXTRAS], check=False).returncode
     )
     if installed:
         print("FLOORS: the lowest declared versions cannot be installed together (see pip's message)", flush=True)

@@ -35,11 +35,13 @@ class OpenAICredentials(CredentialsBlock):
         rate_limit: A Prefect global concurrency limit (with slot decay) every create takes a slot of.
 
     Example:
+        Load stored credentials and use their client:
         ```python
         from prefect_openai_runs import OpenAICredentials
 
-        OpenAICredentials(api_key="sk-...", project="proj_abc").save("openai")
-        client = OpenAICredentials.load("openai").get_client()
+        credentials = OpenAICredentials.load("BLOCK_NAME")
+        with credentials.get_client() as client:
+            thread = client.create_thread()
         ```
     """
 

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from prefect_openai_runs import _deadline
 from prefect_openai_runs._secrets import mask_secrets, secret_values
-from prefect_openai_runs.client._http import Call, build_headers, error_from_response, transport_error
+from prefect_openai_runs.client._http import Call, build_headers, check_response, transport_error
 from prefect_openai_runs.client._pacing import shared_budget
 from prefect_openai_runs.client._sse import SSEDecoder
 from prefect_openai_runs.exceptions import APIConnectionError, StreamError
@@ -135,13 +135,8 @@ class ClientConfig:
             timeouts["read"] = None
 
     def _check(self, response: httpx.Response, body_text: str | None = None) -> None:
-        if not response.is_error:
-            return
-        raise error_from_response(
-            response,
-            secrets=self._secrets,
-            max_retry_after=self.retry_policy.max_retry_after,
-            body_text=body_text,
+        check_response(
+            response, secrets=self._secrets, max_retry_after=self.retry_policy.max_retry_after, body_text=body_text
         )
 
     def _transport_error(self, exc: httpx.HTTPError, call: Call) -> APIConnectionError:

@@ -33,13 +33,15 @@ from prefect_openai_runs._recording._events import emit_job_event
 from prefect_openai_runs._recording._markdown import inline, render_fan_out, render_job, shorten
 from prefect_openai_runs._recording._registry import ARTIFACT_KEY_PREFIX, USAGE_PREFIX, JobRef, flow_usage, note_job
 from prefect_openai_runs._recording._view import ArtifactExtras, JobView, TimelineEntry, run_view
-from prefect_openai_runs._recording._writer import submit
+from prefect_openai_runs._recording._writer import get_writer, submit
 from prefect_openai_runs.models import Run
 
 ID_PREFIXES = ("run_", "resp_", "batch_")
 """Kind prefixes of the API's ids, left out of artifact keys (the kind is already in the key)."""
 DESCRIPTION_REASON_CHARS = 100
 CREATED_REASON = "created; being followed"
+CREATED_WAIT_SECONDS = 2.0
+"""How long :func:`record_created` waits for the job's record to be on the server (less when it does not answer)."""
 
 _ids: dict[str, UUID] = {}
 """Artifact ids this process wrote, by slot (key and flow run): later writes update them in place."""
@@ -142,8 +144,9 @@ def write_job_artifact(
     extra: ArtifactExtras | None = None,
     flow_run_id: UUID | None = None,
     fresh: bool = False,
-) -> None:
-    """Write the job's artifact (see :func:`job_artifact`) through the writer: returns at once.
+    wait_seconds: float = 0.0,
+) -> bool:
+    """Write the job's artifact (see :func:`job_artifact`) through the writer.
 
     Args:
         view: The job.
@@ -152,6 +155,11 @@ def write_job_artifact(
         extra: Prompt, deadline, tool calls, the flow run's usage, when known.
         flow_run_id: The flow run to link to (default: the current one; pass it from hooks).
         fresh: The job was just created: no card of it exists yet, so none is looked for.
+        wait_seconds: How long to wait for the write (default: not at all); no wait once the server
+            is known not to answer.
+
+    Returns:
+        Whether the artifact was written before this returned.
     """
     extra = extra or ArtifactExtras()
     linked, _ = linked_runs(flow_run_id)
@@ -173,7 +181,9 @@ def write_job_artifact(
         _upsert(client, slot, final, fresh and attempts[0] == 1)
 
     parent = f" ({view.parent_id})" if view.parent_id else ""
-    submit(slot, perform, f"artifact {key} of {view.label}{parent}, {view.status}: {shorten(reason, 200)}")
+    writer = get_writer()
+    writer.submit(slot, perform, f"artifact {key} of {view.label}{parent}, {view.status}: {shorten(reason, 200)}")
+    return wait_seconds > 0 and writer.wait(slot, wait_seconds)
 
 
 def record_created(
@@ -185,13 +195,18 @@ def record_created(
     """A new job: log its ids at once, emit ``openai.<kind>.created``, and record it (artifact, registry).
 
     The log line comes first and does not depend on the Prefect server: whatever happens next, the
-    job's ids are in the logs. Returns at once (the artifact is written by the writer).
+    job's ids are in the logs. Then the record is written, waiting for it at most
+    :data:`CREATED_WAIT_SECONDS` (so a process killed right after still leaves it on the server for the
+    orphan sweep), and not at all once the server is known not to answer (it is retried in the
+    background).
     """
     view = job if isinstance(job, JobView) else run_view(job)
     parent = f" (parent {view.parent_id})" if view.parent_id else ""
     get_logger().info("Created %s%s, status %s", view.label, parent, view.status)
     emit_job_event(view, "created", flow_run_id=flow_run_id)
-    write_job_artifact(view, timeline, CREATED_REASON, extra, flow_run_id, fresh=True)
+    write_job_artifact(
+        view, timeline, CREATED_REASON, extra, flow_run_id, fresh=True, wait_seconds=CREATED_WAIT_SECONDS
+    )
 
 
 def write_fan_out_summary(

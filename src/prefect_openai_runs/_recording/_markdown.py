@@ -126,10 +126,11 @@ def _timeline_lines(timeline: Sequence[TimelineEntry]) -> list[str]:
 
 
 def _usage_line(rows: Sequence[tuple[str, int]]) -> str:
-    """``prompt 10, completion 32, total **42**``: the last row (the total) in bold."""
-    parts = [f"{inline(label, 40)} {tokens}" for label, tokens in rows[:-1]]
-    label, total = rows[-1]
-    return ", ".join([*parts, f"{inline(label, 40)} **{total}**"])
+    """``prompt 10, completion 32, total **42**``: the total (the row named so, else the last) last and in bold."""
+    named = [row for row in rows if row[0] == "total"]
+    total = named[-1] if named else rows[-1]
+    parts = [f"{inline(label, 40)} {tokens}" for label, tokens in rows if (label, tokens) != total]
+    return ", ".join([*parts, f"{inline(total[0], 40)} **{total[1]}**"])
 
 
 def _usage_lines(view: JobView, flow_usage: Sequence[tuple[str, int]] | None) -> list[str]:

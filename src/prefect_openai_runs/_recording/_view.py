@@ -37,7 +37,8 @@ class JobView:
         status: Its status.
         parent_id: What it belongs to: the thread of a run, else ``None``.
         title_rows: ``(label, value)`` rows of the artifact's field table (ids, model, created, ...).
-        usage: ``(label, tokens)`` rows, or ``None`` when not reported; the last row is the total.
+        usage: ``(label, tokens)`` rows, or ``None`` when not reported; the row named ``total`` (else
+            the last) is the total.
         sections: ``(title, text)`` blocks shown as they are, fenced (``Reply``, ``Output``, ``Errors``).
         raw_json: The whole object as JSON text.
         summary: A short, secret-free dict for event payloads.
@@ -71,8 +72,10 @@ class JobView:
 
     @property
     def total_tokens(self) -> int | None:
-        """The usage's last row (the total), or ``None``."""
-        return self.usage[-1][1] if self.usage else None
+        """The usage row named ``total`` (else the last row), or ``None``."""
+        if not self.usage:
+            return None
+        return next((tokens for label, tokens in self.usage if label == "total"), self.usage[-1][1])
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,21 @@ class PrefectWriter:
                 self._cond.wait(remaining)
         return True
 
+    def wait(self, slot: str, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds until ``slot`` is written; return whether it was.
+
+        Returns at once (``False``) when the server is known not to answer (a write failed and the
+        writer waits to retry): waiting would only hold the caller up. The write stays queued.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while slot in self._pending or slot in self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._backoff > 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
     def _take(self) -> tuple[str, _Pending]:
         with self._cond:
             while True:

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.context import SettingsContext, SyncClientContext, get_settings_context
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
 
 from prefect_openai_runs._logging import LIBRARY_LOGGER_NAME
 
@@ -95,6 +97,7 @@ class PrefectWriter:
         self._busy: set[str] = set()
         self._backoff = 0.0
         self._resume_at = 0.0
+        self._local = threading.local()
         self._threads = [
             threading.Thread(target=self._work, name=f"prefect-openai-runs-writer-{n}", daemon=True)
             for n in range(self.workers)
@@ -191,15 +194,42 @@ class PrefectWriter:
             slot, write = self._take()
             write.attempts += 1
             try:
-                write.context.run(self._perform, write.perform)
+                write.context.run(self._perform, write.perform, write.attempts == 1)
             except Exception as exc:
                 self._failed(slot, write, exc)
             else:
                 self._written(slot, write)
 
-    def _perform(self, perform: Perform) -> None:
-        with get_client(sync_client=True, httpx_settings={"timeout": self.timeout}) as client:
-            perform(client)
+    def _perform(self, perform: Perform, first_attempt: bool) -> None:
+        """One attempt, in the submitter's settings but without the Prefect client's own retries.
+
+        Those retries (up to a minute of exponential waits on a lost connection) would hide from the
+        writer that the server does not answer; the writer retries by itself, with its own backoff.
+        A first attempt uses the submitter's client when it has one (a flow or task run's: its
+        connection is open, so a job's record is on the server within milliseconds of its creation).
+        Otherwise each worker thread keeps one client per API, dropped after a failure.
+        """
+        current = get_settings_context()
+        settings = current.settings
+        no_retries = settings.model_copy(update={"client": settings.client.model_copy(update={"max_retries": 0})})
+        with SettingsContext(profile=current.profile, settings=no_retries):
+            submitters = SyncClientContext.get()
+            if first_attempt and submitters is not None and submitters.client is not None:
+                perform(submitters.client)
+                return
+            clients: dict[tuple[object, ...], SyncPrefectClient] = self._local.__dict__.setdefault("clients", {})
+            api = (PREFECT_API_URL.value(), PREFECT_API_KEY.value(), PREFECT_API_AUTH_STRING.value())
+            client = clients.get(api)
+            if client is None:
+                client = get_client(sync_client=True, httpx_settings={"timeout": self.timeout})
+                client.__enter__()
+                clients[api] = client
+            try:
+                perform(client)
+            except Exception:
+                del clients[api]
+                client.__exit__(None, None, None)
+                raise
 
     def _written(self, slot: str, write: _Pending) -> None:
         if write.failed_since is not None:

@@ -127,7 +127,7 @@ class PrefectWriter:
                 failed_since=earlier.failed_since if earlier else None,
             )
             self._bound()
-            self._cond.notify()
+            self._cond.notify_all()  # a worker, not only a caller waiting in flush() or wait()
 
     def _bound(self) -> None:
         excess = len(self._pending) - self.max_pending
@@ -215,8 +215,11 @@ class PrefectWriter:
         with SettingsContext(profile=current.profile, settings=no_retries):
             submitters = SyncClientContext.get()
             if first_attempt and submitters is not None and submitters.client is not None:
-                perform(submitters.client)
-                return
+                try:
+                    perform(submitters.client)
+                    return
+                except RuntimeError:  # that client was closed meanwhile (its run ended): use our own
+                    pass
             clients: dict[tuple[object, ...], SyncPrefectClient] = self._local.__dict__.setdefault("clients", {})
             api = (PREFECT_API_URL.value(), PREFECT_API_KEY.value(), PREFECT_API_AUTH_STRING.value())
             client = clients.get(api)

@@ -11,6 +11,7 @@ are checked with writes that block until released.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -69,7 +70,14 @@ def library_log() -> Iterator[_Records]:
     logger.setLevel(level)
 
 
-def _start(port: int | None = None) -> SubprocessASGIServer:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(port: int) -> SubprocessASGIServer:
+    """A Prefect server of our own on ``port`` (never ``None``: that would be the session's own server)."""
     server = SubprocessASGIServer(port=port)
     server.start(timeout=60)
     return server
@@ -93,8 +101,8 @@ def test_a_stopped_prefect_server_blocks_nothing_and_gets_every_record_once_back
     monkeypatch.setattr(get_writer(), "max_backoff", 1.0)  # retry often, to see the restart soon
     database = f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}"
     with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
-        server = _start()
-        port = server.port
+        port = _free_port()
+        server = _start(port)
         try:
             with temporary_settings({PREFECT_API_URL: server.api_url}):
 
@@ -129,10 +137,16 @@ def test_a_stopped_prefect_server_blocks_nothing_and_gets_every_record_once_back
                 assert _timed(record_created, later, flow_run_id=flow_run_id) < FAST
 
                 # logged locally at once, with the kind, the ids and the status
-                wait_until(lambda: any("run_before" in m and "completed" in m for m in library_log.messages))
-                failures = [m for m in library_log.messages if m.startswith("Could not write")]
-                assert any("of OpenAI run run_before (thread_w), completed" in m for m in failures)
-                assert any("of OpenAI run run_later (thread_w), queued" in m for m in failures)
+                for logged in (
+                    "of OpenAI run run_before (thread_w), completed",
+                    "of OpenAI run run_later (thread_w), queued",
+                ):
+                    wait_until(
+                        lambda logged=logged: any(
+                            m.startswith("Could not write") and logged in m for m in library_log.messages
+                        ),
+                        timeout=20,
+                    )
                 # this process still knows its jobs, without the server
                 assert {JobRef("run", "run_before", "thread_w"), JobRef("run", "run_later", "thread_w")} <= set(
                     registered_jobs(flow_run_id)
@@ -140,6 +154,7 @@ def test_a_stopped_prefect_server_blocks_nothing_and_gets_every_record_once_back
                 assert not flush(0.2)
 
                 server = _start(port)  # back, on the same URL and database
+                assert server.api_url == str(PREFECT_API_URL.value())
                 assert flush(60)
                 EventsWorker.drain_all(timeout=30)  # what was emitted meanwhile leaves while the server is up
 

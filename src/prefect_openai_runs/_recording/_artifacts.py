@@ -203,10 +203,10 @@ def record_created(
     view = job if isinstance(job, JobView) else run_view(job)
     parent = f" (parent {view.parent_id})" if view.parent_id else ""
     get_logger().info("Created %s%s, status %s", view.label, parent, view.status)
-    emit_job_event(view, "created", flow_run_id=flow_run_id)
     write_job_artifact(
         view, timeline, CREATED_REASON, extra, flow_run_id, fresh=True, wait_seconds=CREATED_WAIT_SECONDS
     )
+    emit_job_event(view, "created", flow_run_id=flow_run_id)
 
 
 def write_fan_out_summary(

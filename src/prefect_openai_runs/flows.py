@@ -15,6 +15,7 @@ from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
+from prefect_openai_runs._lifecycle._hooks import RunHooks
 from prefect_openai_runs._lifecycle._keys import logical_key
 from prefect_openai_runs._lifecycle._sync._backend import Reader
 from prefect_openai_runs._lifecycle._sync._driver import run_job
@@ -25,7 +26,7 @@ from prefect_openai_runs.client._operations import check_id, with_idempotency_ke
 from prefect_openai_runs.exceptions import ToolCallError
 from prefect_openai_runs.guard import cancel_orphaned_runs
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, CreateThreadParams, Run
-from prefect_openai_runs.tasks import _TaskHooks, create_thread_and_run, read_reply, thread_for, wait_for_runs
+from prefect_openai_runs.tasks import create_thread_and_run, read_reply, thread_for, wait_for_runs
 
 ToolHandler = Callable[..., Any]
 
@@ -157,7 +158,7 @@ def run_assistant(
     with creds.get_client() as client:
         api = RunsApi(client)
         thread = thread_id if thread_id is not None else thread_for(client, key, CreateThreadParams())
-        hooks = _TaskHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
+        hooks = RunHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
         return run_job(
             api,
             RunSpec(thread, params, key),

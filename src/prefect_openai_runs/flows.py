@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
 from prefect_openai_runs._lifecycle._hooks import RunHooks
 from prefect_openai_runs._lifecycle._keys import logical_key
+from prefect_openai_runs._lifecycle._steps import STEPS
 from prefect_openai_runs._lifecycle._sync._backend import Reader
 from prefect_openai_runs._lifecycle._sync._driver import run_job
 from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
@@ -84,7 +85,7 @@ class _ToolAnswers:
     def __call__(self, job: Run, follower: JobFollower[Run]) -> tuple[Run | None, Reader[Run] | None]:
         outputs = answer_tool_calls(job, self.handlers)
         get_logger().info("Submitting %d tool output(s) to run %s", len(outputs), job.id)
-        return self.api.submit_tool_outputs(job, outputs, self.stream)
+        return STEPS.run("Submit OpenAI tool outputs", lambda: self.api.submit_tool_outputs(job, outputs, self.stream))
 
 
 @flow(name="run-assistant", description="Run an OpenAI assistant to completion; cancel the run on any other path.")
@@ -169,6 +170,7 @@ def run_assistant(
             stream=stream,
             hooks=hooks,
             on_action=_ToolAnswers(api, handlers, stream),
+            steps=STEPS,
         )
 
 

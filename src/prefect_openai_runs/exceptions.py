@@ -290,3 +290,41 @@ RunCancelled = JobCancelled
 """The runs' name of :class:`JobCancelled`."""
 RunTimedOut = JobTimedOut
 """The runs' name of :class:`JobTimedOut`."""
+
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "ActiveRunExistsError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchNotCancellableError",
+    "ConflictError",
+    "InternalServerError",
+    "InvalidResponseError",
+    "JobCancelled",
+    "JobExpired",
+    "JobFailed",
+    "JobIncomplete",
+    "JobOutcomeError",
+    "JobTimedOut",
+    "NotFoundError",
+    "OpenAIRunsError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseNotCancellableError",
+    "RetryAfterTooLongError",
+    "RunCancelled",
+    "RunExpired",
+    "RunFailed",
+    "RunIncomplete",
+    "RunNotCancellableError",
+    "RunOutcomeError",
+    "RunTimedOut",
+    "StreamError",
+    "StreamResumeRefusedError",
+    "ToolCallError",
+    "UnprocessableEntityError",
+    "describe_job",
+]

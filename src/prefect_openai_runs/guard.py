@@ -264,3 +264,14 @@ def cancel_orphaned_runs(
         swept += [RunRef(r.job.thread_id, r.job.id) for r in results if r.outcome is not CancelOutcome.ALREADY_ENDED]
     get_logger().info("Cancelled %d orphaned OpenAI run(s) from %d flow run(s)", len(swept), len(flow_runs))
     return swept
+
+
+__all__ = [
+    "CancelRunsHooks",
+    "cancel_flow_run_openai_runs",
+    "cancel_orphaned_runs",
+    "cancel_runs",
+    "cancel_runs_hook",
+    "cancel_runs_hooks",
+    "cancel_runs_on_error",
+]

@@ -411,3 +411,16 @@ def wait_for_runs(
         get_logger().error("Waiting for %d runs failed: %s", len(refs), fan.failure)
         raise fan.failure
     return [f.job for f in fan.followers if f.job is not None]
+
+
+__all__ = [
+    "cancel_run",
+    "create_run",
+    "create_thread_and_run",
+    "get_run",
+    "get_run_output",
+    "read_reply",
+    "submit_tool_outputs",
+    "wait_for_run",
+    "wait_for_runs",
+]

@@ -6,7 +6,7 @@ and once for both sides: ``_sync/_driver.py`` is generated from this file."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 

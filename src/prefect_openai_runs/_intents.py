@@ -11,6 +11,7 @@ is known not to answer (it is written when the server answers again).
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -105,9 +106,10 @@ def find_intent(key: str) -> Intent | None:
     if current_flow_run_id() is None:
         return None
     try:
-        intents = _pool.submit(_read, None, key).result(timeout=READ_TIMEOUT)
+        # the Prefect settings (which server) live in context variables: read in this context
+        intents = _pool.submit(contextvars.copy_context().run, _read, None, key).result(timeout=READ_TIMEOUT)
     except Exception as exc:
-        get_logger().warning("Could not read earlier intents from the Prefect server: %s", exc)
+        get_logger().warning("Could not read earlier intents from the Prefect server: %r", exc)
         return None
     return intents[0] if intents else None
 

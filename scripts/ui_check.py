@@ -290,7 +290,7 @@ class Browser:
         ``?tab=`` in the URL is reset before that), so the tab is clicked, as a user would.
         """
         click = f"""(() => {{
-            const tab = [...document.querySelectorAll('button, a, [role="tab"]')]
+            const tab = [...document.querySelectorAll('[role="tablist"] li, [role="tab"], button')]
                 .find(e => (e.innerText || '').trim() === {json.dumps(label)});
             if (tab) tab.click();
             return tab ? 'clicked' : '';

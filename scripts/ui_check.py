@@ -203,6 +203,8 @@ def run_one_flow(api_url: str) -> Story:
             messages=["What happened in the release?"],
             tool_handlers={TOOL: lambda service: f"{service}: deployed at 09:00, no incidents"},
         )
+        flush()  # the artifacts' writes and the events are queued in this process until sent
+        EventsWorker.drain_all(timeout=30)
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(
                 artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(run.id)]))
@@ -210,8 +212,6 @@ def run_one_flow(api_url: str) -> Story:
             latest = max(artifacts, key=lambda a: a.created or 0)
             flow_run_id = latest.flow_run_id
             task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        flush()
-        EventsWorker.drain_all(timeout=30)  # the events are queued in this process until sent
         event_names = wait_for(
             lambda: _event_names(api_url, run.id, RUN_EVENTS), "the run's events on the server", 60, None
         )

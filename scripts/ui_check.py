@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ RUN_EVENTS = ("openai.run.created", "openai.run.requires_action", "openai.run.co
 WINDOW = (1400, 1000)
 DOCS_SCALE = 0.6
 """The README's screenshot (docs/images/flow-run.png) is the Task Runs page at this scale (small to commit)."""
+SERVER_STARTUP_TIMEOUT = 300.0
+"""Seconds for `prefect server start` to answer (its migrations take minutes on a loaded 2-core machine)."""
 PAGE_TIMEOUT = 60.0
 """Seconds a page has to show what is checked."""
 FIRST_LOG_LINE = "Beginning flow run"
@@ -148,7 +151,8 @@ def prefect_server(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     try:
-        wait_for(lambda: _healthy(f"{base}/api/health"), "the Prefect server's /api/health", 120, process)
+        healthy = partial(_healthy, f"{base}/api/health")
+        wait_for(healthy, "the Prefect server's /api/health", SERVER_STARTUP_TIMEOUT, process)
         yield base, process
     finally:
         stop(process)

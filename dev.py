@@ -6,7 +6,7 @@ Usage (only Python 3.10+ needed on the machine)::
     python3 dev.py demo     # the main job: flows against the embedded emulator and a temporary Prefect server
     python3 dev.py test     # ruff, mypy --strict and the whole test suite
     python3 dev.py bench    # the benchmark against the official SDK (bench/README.md)
-    python3 dev.py ui-check # render a run artifact in headless Chromium (needs Debian's chromium)
+    python3 dev.py ui-check # check a flow run in the Prefect UI, headless Chromium (needs Debian's chromium)
 
 The environment is rebuilt only when ``pyproject.toml`` changes (a hash stamp in ``.venv``).
 """

@@ -365,6 +365,48 @@ def artifact_says(run_id: str, text: str) -> bool:
     return bool(run_artifacts(run_id)) and text in final_markdown(run_id)
 
 
+def flow_run_logged(client: SyncPrefectClient, flow_run_id: UUID, text: str) -> bool:
+    """Whether one of the flow run's logs on the server (what its Logs tab shows) contains ``text``."""
+    logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+    return any(text in log.message for log in logs)
+
+
+def run_event(api_url: str, run_id: str, name: str) -> dict[str, Any] | None:
+    """The OpenAI run's ``name`` event on the server (resource ``openai.run.<id>``), if it is there yet."""
+    reply = httpx.post(
+        f"{api_url}/events/filter",
+        json={"filter": {"resource": {"id": [f"openai.run.{run_id}"]}, "event": {"name": [name]}}, "limit": 10},
+        timeout=10.0,
+    )
+    reply.raise_for_status()
+    events: list[dict[str, Any]] = reply.json()["events"]
+    return events[0] if events else None
+
+
+def assert_cancel_recorded(
+    stack: Stack, client: SyncPrefectClient, flow_run_id: UUID, records: list[RunRecord], watch: list[Managed]
+) -> None:
+    """What the guard's ``on_cancellation`` hook leaves where a user looks: its line in the flow run's logs,
+    and for each run an ``openai.run.cancelled`` event with the reason and a timeline in its artifact."""
+    wait_for(
+        lambda: flow_run_logged(client, flow_run_id, "Cancelling the OpenAI jobs of flow run"),
+        "the hook's log line in the flow run's logs",
+        STEP_TIMEOUT,
+        watch,
+    )
+    for record in records:
+        event = wait_for(
+            partial(run_event, stack.api_url, record.id, "openai.run.cancelled"),
+            f"the openai.run.cancelled event of {record.id}",
+            STEP_TIMEOUT,
+            watch,
+        )
+        assert event["payload"]["reason"].startswith("cancellation request: the flow"), event["payload"]
+        assert event["payload"]["reason_kind"] == "user-cancellation", event["payload"]
+        markdown = final_markdown(record.id)
+        assert "| in_progress |" in markdown and "| cancelled |" in markdown, markdown
+
+
 # -- tests ---------------------------------------------------------------------------------------
 
 
@@ -474,6 +516,7 @@ def test_cancelling_the_served_pipeline_cancels_every_fanned_out_run(
         # ("...process was told to stop"), and the guard's on_cancellation hook, run by the serving
         # process after the kill ("...the flow run was cancelled"). Either is a cancellation request.
         assert "cancellation request: the flow" in markdown, markdown
+    assert_cancel_recorded(stack, api, flow_run_id, records, stack.processes)
     assert len(runs_emulator.runs()) == 3, "the summary run must not start"
     assert_nothing_active(runs_emulator)
 

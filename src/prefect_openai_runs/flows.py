@@ -196,3 +196,7 @@ def run_assistant_fan_out(
 
 
 __all__ = ["answer_tool_calls", "cancel_orphaned_runs", "run_assistant", "run_assistant_fan_out"]
+
+from prefect_openai_runs._responses_flows import run_response  # noqa: E402
+
+__all__ += ["run_response"]

@@ -47,6 +47,7 @@ from prefect_openai_runs._lifecycle._outcome import CancelOutcome, CancelResult,
 from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import RunRef, current_flow_run_id, registered_runs, write_run_artifact
+from prefect_openai_runs._responses_guard import cancel_flow_run_responses
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.exceptions import NotFoundError, OpenAIRunsError
 from prefect_openai_runs.models import Run
@@ -146,6 +147,7 @@ def cancel_flow_run_openai_runs(
     Returns:
         One result per recorded run that could be reached.
     """
+    cancel_flow_run_responses(credentials, flow_run_id, reason, wait_seconds)
     refs = registered_runs(flow_run_id)
     known = {ref.run_id for ref in refs}
     refs += [ref for ref in _runs_of_intents(credentials, flow_run_id) if ref.run_id not in known]

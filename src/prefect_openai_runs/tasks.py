@@ -414,3 +414,10 @@ def wait_for_runs(
         get_logger().error("Waiting for %d runs failed: %s", len(refs), fan.failure)
         raise fan.failure
     return [f.job for f in fan.followers if f.job is not None]
+
+# Background responses (see _responses_tasks), here so that every task is in one module.
+from prefect_openai_runs._responses_tasks import cancel_response as cancel_response  # noqa: E402
+from prefect_openai_runs._responses_tasks import create_background_response as create_background_response  # noqa: E402
+from prefect_openai_runs._responses_tasks import get_response as get_response  # noqa: E402
+from prefect_openai_runs._responses_tasks import wait_for_response as wait_for_response  # noqa: E402
+from prefect_openai_runs._responses_tasks import wait_for_responses as wait_for_responses  # noqa: E402

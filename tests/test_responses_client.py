@@ -29,9 +29,15 @@ def _events(codec: ResponseStreamCodec, lines: list[str]) -> list[ResponseStream
 
 def test_codec_tracks_the_response_and_the_cursor_and_ends_after_the_terminal_event() -> None:
     codec = ResponseStreamCodec([SECRET])
-    created = '{"type": "response.created", "sequence_number": 0, "response": {"id": "resp_1", "created_at": 1, "status": "queued"}}'
+    created = (
+        '{"type": "response.created", "sequence_number": 0, '
+        '"response": {"id": "resp_1", "created_at": 1, "status": "queued"}}'
+    )
     delta = '{"type": "response.output_text.delta", "sequence_number": 1, "delta": "Hi"}'
-    done = '{"type": "response.completed", "sequence_number": 2, "response": {"id": "resp_1", "created_at": 1, "status": "completed"}}'
+    done = (
+        '{"type": "response.completed", "sequence_number": 2, '
+        '"response": {"id": "resp_1", "created_at": 1, "status": "completed"}}'
+    )
 
     events = _events(
         codec, [f"data: {created}", "", "event: response.output_text.delta", f"data: {delta}", "", f"data: {done}", ""]

@@ -10,14 +10,13 @@ import threading
 from typing import Any
 
 import pytest
-from prefect import flow
 
+from flow_helpers import wait_until
 from prefect_openai_runs import JobCancelled, JobFailed, JobIncomplete, JobTimedOut, OpenAICredentials, ToolCallError
 from prefect_openai_runs.exceptions import ResponseMayExistError
 from prefect_openai_runs.flows import run_response
-from prefect_openai_runs.models import Response, ResponseStatus
+from prefect_openai_runs.models import ResponseStatus
 from prefect_openai_runs.testing import FaultRule, ResponseScript, RunsEmulator, ToolCallSpec
-from flow_helpers import wait_until
 from responses_helpers import assert_no_response_active, response_markdown, response_statuses, resume_window
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -233,7 +233,7 @@ def cancel_response(
     """
     follower: JobFollower[Response] = JobFollower(RESPONSE, JobRef(RESPONSE.name, response_id), max(wait_seconds, 1.0))
     with resolve_credentials(credentials).get_responses_client() as client:
-        hooks = ResponseHooks(record_intent=False)
+        hooks = ResponseHooks(record_intent=False, rewrite_ended=False)  # one found ended keeps its record
         return end_job(ResponsesApi(client), follower, None, wait_seconds, hooks, reason).job
 
 

@@ -415,6 +415,7 @@ def wait_for_runs(
         raise fan.failure
     return [f.job for f in fan.followers if f.job is not None]
 
+
 # Background responses (see _responses_tasks), here so that every task is in one module.
 from prefect_openai_runs._responses_tasks import cancel_response as cancel_response  # noqa: E402
 from prefect_openai_runs._responses_tasks import create_background_response as create_background_response  # noqa: E402

@@ -37,6 +37,7 @@ from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, Respon
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._responses_guard import cancel_responses
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
+from prefect_openai_runs.client import ResponsesClient
 from prefect_openai_runs.client._async.responses import response_params
 from prefect_openai_runs.exceptions import JobTimedOut, OpenAIRunsError, ResponseMayExistError
 from prefect_openai_runs.models import CreateResponseParams, Response
@@ -65,7 +66,7 @@ def build_response_params(
     return response_params(None, {"model": model, "input": input, **params})
 
 
-def create_recorded_response(client: Any, params: CreateResponseParams, key: str) -> Response:
+def create_recorded_response(client: ResponsesClient, params: CreateResponseParams, key: str) -> Response:
     """Create a background response tagged with ``key``, recording the intent first and the response
     at once (through a sync ``ResponsesClient``); never sent twice."""
     response, _ = start_job(

@@ -261,3 +261,23 @@ def test_bad_input_fails_before_any_request(
         run_response(credentials, **arguments)
 
     assert runs_emulator.requests == []
+
+
+def test_status_changes_emit_prefect_events(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, asserting_events_worker: Any
+) -> None:
+    from prefect.events.clients import AssertingEventsClient
+
+    runs_emulator.add_response_script(ResponseScript(in_progress_seconds=0.1))
+    response = run_response(credentials, "gpt-5", "hi")
+    asserting_events_worker.drain()
+
+    resource = f"openai.response.{response.id}"
+    ours = [e for client in AssertingEventsClient.all for e in client.events if e.resource.id == resource]
+    assert [e.event for e in ours] == [
+        "openai.response.queued",
+        "openai.response.in_progress",
+        "openai.response.completed",
+    ]
+    assert all(any(r.role == "flow-run" for r in e.related) for e in ours)
+    assert ours[-1].payload["status"] == "completed"

@@ -11,15 +11,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from _common import PlannedRun
 from openai import AsyncOpenAI
-from prefect_openai_runs._following import PollSchedule, RunFollower, cancel_async, follow_async
 
+from prefect_openai_runs._lifecycle._async._backend import Reader
+from prefect_openai_runs._lifecycle._async._driver import cancel_job, follow
+from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi, RunSpec
+from prefect_openai_runs._lifecycle._follower import JobFollower, PollSchedule
+from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs.client import AsyncRunsClient
 from prefect_openai_runs.exceptions import RunTimedOut
-from prefect_openai_runs.models import Run, StreamEvent
+from prefect_openai_runs.models import CreateRunParams, Run
 
 
 @dataclass
@@ -96,44 +99,38 @@ def w1_sdk(c: Clients) -> Contender:
     return one
 
 
-async def start_streamed(c: Clients, p: PlannedRun, max_wait: float) -> tuple[RunFollower, Any]:
-    """What ``flows.run_assistant`` does: stream the create, read up to the first run event, follow it."""
-    events = c.ours.stream_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
-    first: Run | None = None
-    async for event in events:
-        assert isinstance(event, StreamEvent)
-        if event.run is not None:
-            first = event.run
-            break
-    if first is None:
-        raise RuntimeError("the stream ended before any run event")
-    follower = RunFollower(p.thread_id, first.id, max_wait)
+async def start_streamed(c: Clients, p: PlannedRun, max_wait: float) -> tuple[JobFollower[Run], Reader[Run] | None]:
+    """What ``flows.run_assistant`` does: the core's start (stream the create, read up to the first run
+    event), then a follower of the run."""
+    params = CreateRunParams(assistant_id=c.assistant_id, metadata={"bench": p.key})
+    first, events = await AsyncRunsApi(c.ours).start(RunSpec(p.thread_id, params, p.key), stream=True)
+    follower = JobFollower(RUN, RUN.ref(first), max_wait)
     follower.observe(first)
     return follower, events
 
 
 def w1_ours_stream(c: Clients) -> Contender:
-    """``AsyncRunsClient.stream_run`` + ``follow_async`` with the event iterator."""
+    """The core's streamed start + ``follow`` with the event stream."""
 
     async def one(p: PlannedRun) -> Seen:
         follower, events = await start_streamed(c, p, 120.0)
-        run = await follow_async(c.ours, follower, events)
+        run = await follow(AsyncRunsApi(c.ours), follower, events)
         return Seen(p.thread_id, run.id, run.status.value, have_at=time.time())
 
     return one
 
 
 def w1_ours_poll(c: Clients, schedule: PollSchedule | None = None, httpx2: bool = False) -> Contender:
-    """``create_run`` + ``follow_async`` without events (what the ``wait_for_run`` task does), with the
+    """``create_run`` + the core's ``follow`` without events (what the ``wait_for_run`` task does), with the
     default or another ``PollSchedule``; ``httpx2`` uses our client over httpx2 (experiment)."""
     client = c.ours_httpx2 if httpx2 else c.ours
     assert client is not None, "httpx2 is not installed"
 
     async def one(p: PlannedRun) -> Seen:
         run = await client.create_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
-        follower = RunFollower(p.thread_id, run.id, 120.0, schedule=schedule or PollSchedule())
+        follower = JobFollower(RUN, RUN.ref(run), 120.0, schedule=schedule or PollSchedule())
         follower.observe(run)
-        final = await follow_async(client, follower)
+        final = await follow(AsyncRunsApi(client), follower)
         return Seen(p.thread_id, final.id, final.status.value, have_at=time.time())
 
     return one
@@ -183,22 +180,26 @@ def w2_sdk_naive(c: Clients) -> Contender:
     return one
 
 
-async def _follow_then_cancel(client: AsyncRunsClient, follower: RunFollower, events: Any, deadline_at: float) -> Seen:
-    """``follow_async`` to the deadline, then ``cancel_async``: what ``wait_for_run`` and the flows do."""
+async def _follow_then_cancel(
+    client: AsyncRunsClient, follower: JobFollower[Run], events: Reader[Run] | None, deadline_at: float
+) -> Seen:
+    """The core's ``follow`` to the deadline, then ``cancel_job``: what ``wait_for_run`` and the flows do."""
+    api = AsyncRunsApi(client)
+    thread_id = follower.ref.parent_id or ""
     try:
-        run = await follow_async(client, follower, events)
-        return Seen(follower.thread_id, run.id, run.status.value, deadline_at=deadline_at)
+        run = await follow(api, follower, events)
+        return Seen(thread_id, run.id, run.status.value, deadline_at=deadline_at)
     except RunTimedOut:
-        result = await cancel_async(client, follower.thread_id, follower.run_id, wait_seconds=30.0)
-        return Seen(follower.thread_id, follower.run_id, result.run.status.value, deadline_at=deadline_at)
+        result = await cancel_job(api, follower.ref, 30.0)
+        return Seen(thread_id, follower.ref.id, result.job.status.value, deadline_at=deadline_at)
 
 
 def w2_ours_poll(c: Clients) -> Contender:
-    """``create_run`` + ``follow_async(max_wait_seconds=1)`` + ``cancel_async`` (the ``wait_for_run`` task)."""
+    """``create_run`` + ``follow`` (1 s deadline) + ``cancel_job`` (the ``wait_for_run`` task)."""
 
     async def one(p: PlannedRun) -> Seen:
         run = await c.ours.create_run(p.thread_id, assistant_id=c.assistant_id, metadata={"bench": p.key})
-        follower = RunFollower(p.thread_id, run.id, DEADLINE)
+        follower = JobFollower(RUN, RUN.ref(run), DEADLINE)
         deadline_at = time.time() + DEADLINE
         follower.observe(run)
         return await _follow_then_cancel(c.ours, follower, None, deadline_at)
@@ -207,7 +208,7 @@ def w2_ours_poll(c: Clients) -> Contender:
 
 
 def w2_ours_stream(c: Clients) -> Contender:
-    """``stream_run`` + ``follow_async(events, max_wait_seconds=1)`` + ``cancel_async`` (``run_assistant``)."""
+    """streamed start + ``follow`` (1 s deadline) + ``cancel_job`` (``run_assistant``)."""
 
     async def one(p: PlannedRun) -> Seen:
         follower, events = await start_streamed(c, p, DEADLINE)
@@ -215,7 +216,8 @@ def w2_ours_stream(c: Clients) -> Contender:
         try:
             return await _follow_then_cancel(c.ours, follower, events, deadline_at)
         finally:
-            await events.aclose()
+            if events is not None:
+                await events.close()
 
     return one
 

@@ -92,18 +92,25 @@ async def _create_ours(spec: dict[str, Any]) -> list[Any]:
 
 async def _ours(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Bare asyncio: create every run, then ``follow_many`` (one coroutine per run, polling)."""
-    from prefect_openai_runs._fanout import follow_many
-
-    from prefect_openai_runs._recording import RunRef
+    from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
+    from prefect_openai_runs._lifecycle._fanout import follow_many
+    from prefect_openai_runs._lifecycle._hooks import SilentHooks
+    from prefect_openai_runs._lifecycle._run_kind import RUN
     from prefect_openai_runs.client import AsyncRunsClient
 
     runs = await _create_ours(spec)
     async with AsyncRunsClient(api_key=spec["api_key"], base_url=spec["base_url"]) as client:
-        fan_out = await follow_many(client, [RunRef(r.thread_id, r.id) for r in runs], spec["max_wait"])
+        fan_out = await follow_many(
+            AsyncRunsApi(client),
+            [RUN.ref(r) for r in runs],
+            spec["max_wait"],
+            cancel_wait_seconds=30.0,
+            hooks_for=lambda ref: SilentHooks(),
+        )
     done_at = time.time()
     if fan_out.failure is not None:
         raise RuntimeError(f"follow_many failed: {fan_out.failure!r}")
-    final = [f.run for f in fan_out.followers if f.run is not None]
+    final = [f.job for f in fan_out.followers if f.job is not None]
     return [{"thread_id": r.thread_id, "run_id": r.id, "status": r.status.value, "have_at": done_at} for r in final]
 
 

@@ -33,8 +33,8 @@ import _common as common
 import _w3
 import psutil
 from _common import PlannedRun
-from prefect_openai_runs._following import PollSchedule
 
+from prefect_openai_runs import PollSchedule
 from prefect_openai_runs.testing import RemoteEmulator, spawn_emulator_process
 
 CANCELLING_DELAY = 0.05
@@ -103,8 +103,8 @@ async def w1(emu: RemoteEmulator, emu_proc: psutil.Process | None, n: int, seed:
     clients = k.Clients.open(emu.base_url, emu.api_key, emu.default_assistant_id)
     contenders: list[tuple[str, str, k.Contender]] = [
         ("sdk", "SDK create_and_poll", k.w1_sdk(clients)),
-        ("ours_stream", "ours stream (stream_run + follow_async)", k.w1_ours_stream(clients)),
-        ("ours_poll", "ours poll (create_run + follow_async), default schedule", k.w1_ours_poll(clients)),
+        ("ours_stream", "ours stream (the core's streamed start + follow)", k.w1_ours_stream(clients)),
+        ("ours_poll", "ours poll (create_run + the core's follow), default schedule", k.w1_ours_poll(clients)),
     ]
     out: dict[str, Any] = {"runs": n, "durations_s": [0.5, 5.0], "seed": seed, "contenders": {}}
     try:
@@ -169,8 +169,8 @@ async def w2(emu: RemoteEmulator, emu_proc: psutil.Process | None, n: int) -> di
     contenders: list[tuple[str, str, k.Contender]] = [
         ("sdk_best", "SDK best effort: create, wait_for(poll, 1), cancel", k.w2_sdk_best(clients)),
         ("sdk_naive", "SDK naive: wait_for(create_and_poll, 1)", k.w2_sdk_naive(clients)),
-        ("ours_poll", "ours poll: follow_async(1 s) + cancel_async", k.w2_ours_poll(clients)),
-        ("ours_stream", "ours stream: follow_async(events, 1 s) + cancel_async", k.w2_ours_stream(clients)),
+        ("ours_poll", "ours poll: follow(1 s) + cancel_job", k.w2_ours_poll(clients)),
+        ("ours_stream", "ours stream: follow(events, 1 s) + cancel_job", k.w2_ours_stream(clients)),
     ]
     out: dict[str, Any] = {"runs": n, "run_seconds": 60, "deadline_s": k.DEADLINE, "contenders": {}}
     out["cancelling_delay_s"] = CANCELLING_DELAY

@@ -44,6 +44,7 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\bAsyncExitStack\b", "ExitStack"),
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\bAsyncRetrying\b", "Retrying"),
+    (r"\bAwaitable\[(\w+)\]", r"\1"),
     (r"\bAsync(?=[A-Z])", ""),
     (r"\b_async\b", "_sync"),
     (r"\basynchronous\b", "synchronous"),

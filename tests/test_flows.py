@@ -285,7 +285,12 @@ def test_status_changes_emit_prefect_events(
     asserting_events_worker.drain()
 
     ours = [e for client in AssertingEventsClient.all for e in client.events if e.resource.id == f"openai.run.{run.id}"]
-    assert [e.event for e in ours] == ["openai.run.queued", "openai.run.in_progress", "openai.run.completed"]
+    assert [e.event for e in ours] == [
+        "openai.run.created",
+        "openai.run.queued",
+        "openai.run.in_progress",
+        "openai.run.completed",
+    ]
     assert all(any(r.role == "flow-run" for r in e.related) for e in ours)
 
 

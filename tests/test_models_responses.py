@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from prefect_openai_runs import _responses_operations as ops
+from prefect_openai_runs.client import _responses_operations as ops
 from prefect_openai_runs.client._http import Call, Reply, error_from_response
 from prefect_openai_runs.client._operations import IDEMPOTENCY_METADATA_KEY
 from prefect_openai_runs.exceptions import (

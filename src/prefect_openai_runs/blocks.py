@@ -39,13 +39,16 @@ class OpenAICredentials(CredentialsBlock):
         timeout: Seconds before one request times out.
         max_retries: Retries of a failed request (429, 5xx, timeouts, dropped connections).
         retry_deadline: Seconds after which no retry of one request starts.
+        rate_limit: A Prefect global concurrency limit (with slot decay) every create takes a slot of.
 
     Example:
+        Load stored credentials and use their client:
         ```python
         from prefect_openai_runs import OpenAICredentials
 
-        OpenAICredentials(api_key="sk-...", project="proj_abc").save("openai")
-        client = OpenAICredentials.load("openai").get_client()
+        credentials = OpenAICredentials.load("BLOCK_NAME")
+        with credentials.get_client() as client:
+            thread = client.create_thread()
         ```
     """
 
@@ -97,6 +100,15 @@ class OpenAICredentials(CredentialsBlock):
     retry_deadline: float = Field(
         default=120.0, gt=0, description="Seconds after the first attempt after which no retry starts."
     )
+    rate_limit: str | None = Field(
+        default=None,
+        description=(
+            "The name of a Prefect global concurrency limit with slot decay (e.g. created with `prefect gcl "
+            "create openai-creates --limit 50 --slot-decay-per-second 8`) that every create takes a slot of, "
+            "so that every worker shares one account's budget. Requests are also paced per process by the "
+            "server's x-ratelimit-* headers, with or without it."
+        ),
+    )
 
     def resolved_api_key(self) -> SecretStr:
         """The API key, from the block or ``OPENAI_API_KEY``.
@@ -129,6 +141,7 @@ class OpenAICredentials(CredentialsBlock):
             "default_query": self.default_query,
             "timeout": self.timeout,
             "retry_policy": self.retry_policy(),
+            "rate_limit": self.rate_limit,
         }
         options.update(overrides)
         return options

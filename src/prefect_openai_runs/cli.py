@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "emulator",
         help="serve the OpenAI runs API emulator in the foreground",
         description="Serve the OpenAI Assistants runs API emulator until interrupted, one log line per request.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     from .testing._serve import add_arguments
 

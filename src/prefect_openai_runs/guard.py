@@ -45,7 +45,7 @@ from prefect_openai_runs._lifecycle._hooks import RunHooks
 from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._lifecycle._outcome import CancelOutcome, CancelResult, cancel_reason
 from prefect_openai_runs._lifecycle._run_kind import RUN
-from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs._logging import get_logger, logging_to_flow_run
 from prefect_openai_runs._recording import RunRef, current_flow_run_id, registered_runs, write_run_artifact
 from prefect_openai_runs._responses_guard import cancel_flow_run_responses
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
@@ -178,11 +178,13 @@ def cancel_runs_hook(credentials: OpenAICredentials | str, wait_seconds: float =
     The reason logged and written in each run artifact follows the flow run's state.
     """
 
-    def hook(flow: Any, flow_run: FlowRun, state: Any) -> None:
+    def cancel_openai_jobs_of_this_flow_run(flow: Any, flow_run: FlowRun, state: Any) -> None:
         reason = _REASONS_BY_STATE.get(state.type, f"flow run ended {state.type.value}")
-        cancel_flow_run_openai_runs(credentials, flow_run.id, reason, wait_seconds)
+        with logging_to_flow_run(flow_run, flow):
+            get_logger().info("Cancelling the OpenAI jobs of flow run %s (%s)", flow_run.name, reason)
+            cancel_flow_run_openai_runs(credentials, flow_run.id, reason, wait_seconds)
 
-    return hook
+    return cancel_openai_jobs_of_this_flow_run
 
 
 class CancelRunsHooks(TypedDict):

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.abstract import JobBlock, JobRun
 from pydantic import Field, HttpUrl
@@ -32,6 +32,14 @@ from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.client import AsyncRunsClient
 from prefect_openai_runs.exceptions import OpenAIRunsError, RunTimedOut
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, Run, RunStatus
+
+if TYPE_CHECKING:
+    _TextJobBlock = JobBlock[str]
+else:
+    # At runtime the block subclasses the unparametrised base: pydantic makes ``JobBlock[str]`` a Block
+    # subclass of its own, which Prefect's registry (and so every server's block catalog) would list as a
+    # stray block type "JobBlock[str]". Prefect before 3.2 has no generic JobBlock at all.
+    _TextJobBlock = JobBlock
 
 
 class OpenAIAssistantJobRun(JobRun[str]):
@@ -99,7 +107,7 @@ class OpenAIAssistantJobRun(JobRun[str]):
         await self._client.aclose()
 
 
-class OpenAIAssistantRun(JobBlock[str]):
+class OpenAIAssistantRun(_TextJobBlock):
     """An assistant run to trigger: the assistant, the messages, the deadline and run parameters."""
 
     _block_type_name = "OpenAI Assistant Run"

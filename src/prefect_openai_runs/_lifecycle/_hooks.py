@@ -70,3 +70,22 @@ class RunHooks:
 def no_reply(job: Any) -> None:
     """A reply reader for contexts that do not read replies."""
     return None
+
+
+class SilentHooks:
+    """Hooks that report nothing (benchmarks, and code that records by other means)."""
+
+    def intent(self, kind: str, key: str, parent_id: str | None) -> None:
+        """Nothing."""
+
+    def created(self, job: Any) -> None:
+        """Nothing."""
+
+    def changed(self, change: StatusChange, job: Any) -> None:
+        """Nothing."""
+
+    def tick(self, elapsed: float) -> None:
+        """Nothing."""
+
+    def ended(self, job: Any, timeline: list[StatusChange], reason: str) -> None:
+        """Nothing."""

@@ -170,7 +170,12 @@ def create_batch(
     body = with_idempotency_key(params, key, "a batch").to_body()
     not_before = int(time.time() - window_seconds)
     reply = yield Call(
-        "POST", "/batches", json=body, beta=False, recover=lambda: find_batch_by_key(key, not_before=not_before)
+        "POST",
+        "/batches",
+        json=body,
+        beta=False,
+        creates=True,
+        recover=lambda: find_batch_by_key(key, not_before=not_before),
     )
     return parse(Batch, reply.body)
 

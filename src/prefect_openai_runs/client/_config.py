@@ -11,7 +11,8 @@ from pydantic import SecretStr
 
 from prefect_openai_runs import _deadline
 from prefect_openai_runs._secrets import mask_secrets, secret_values
-from prefect_openai_runs.client._http import Call, build_headers, error_from_response, transport_error
+from prefect_openai_runs.client._http import Call, build_headers, check_response, transport_error
+from prefect_openai_runs.client._pacing import shared_budget
 from prefect_openai_runs.client._sse import SSEDecoder
 from prefect_openai_runs.exceptions import APIConnectionError, StreamError
 from prefect_openai_runs.models import StreamEvent
@@ -41,6 +42,13 @@ class ClientConfig:
         default_query: Extra query parameters on every request (e.g. ``{"api-version": ...}``).
         timeout: Request timeout in seconds (capped, inside a job's following, by its deadline).
         retry_policy: How failed requests are retried.
+        rate_limit: The name of a Prefect global concurrency limit (with slot decay) that every create
+            takes a slot of, so that several processes and machines share one account's budget.
+
+    Every request of the process to the same server with the same key is paced by one shared
+    :class:`~prefect_openai_runs.client._pacing.RateBudget`, which reads the ``x-ratelimit-*`` headers and
+    the ``retry-after`` of a 429, so that many coroutines spread their requests instead of meeting a 429
+    storm, and back off together after one.
     """
 
     def __init__(
@@ -55,6 +63,7 @@ class ClientConfig:
         default_query: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
+        rate_limit: str | None = None,
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not key:
@@ -68,6 +77,8 @@ class ClientConfig:
         self.organization = organization
         self.project = project
         self.retry_policy = retry_policy or RetryPolicy()
+        self.rate_limit = rate_limit
+        self._budget = shared_budget(self.base_url, key)
         self._secrets = secret_values(key, *(default_headers or {}).values())
         self._default_query = dict(default_query or {})
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -124,13 +135,8 @@ class ClientConfig:
             timeouts["read"] = None
 
     def _check(self, response: httpx.Response, body_text: str | None = None) -> None:
-        if not response.is_error:
-            return
-        raise error_from_response(
-            response,
-            secrets=self._secrets,
-            max_retry_after=self.retry_policy.max_retry_after,
-            body_text=body_text,
+        check_response(
+            response, secrets=self._secrets, max_retry_after=self.retry_policy.max_retry_after, body_text=body_text
         )
 
     def _transport_error(self, exc: httpx.HTTPError, call: Call) -> APIConnectionError:

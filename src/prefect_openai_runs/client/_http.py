@@ -7,6 +7,7 @@ import email.utils
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import IO, Any
 
 import httpx
 
-from prefect_openai_runs._secrets import mask_secrets
+from prefect_openai_runs._secrets import clean_secret, mask_secrets
 from prefect_openai_runs._version import __version__
 from prefect_openai_runs.exceptions import (
     ActiveRunExistsError,
@@ -83,6 +84,8 @@ class Call:
             finds what an ambiguous failure may have applied, run before the request is sent again.
             It returns the response to use instead, or ``None`` to send again.
         stream: Whether the response is a server-sent event stream.
+        creates: Whether the request starts a job (a run, a response, a batch): it takes a slot of the
+            client's Prefect rate limit, when one is named.
         retry_ambiguous: Whether the request may be sent again after a failure that may have been
             applied (timeout, dropped connection, 5xx). False for a create that nothing can find again
             (a background response: no idempotency key, no search): a second send could start a second
@@ -103,6 +106,7 @@ class Call:
     params: Mapping[str, Any] | None = None
     json: Any = None
     stream: bool = False
+    creates: bool = False
     retry_ambiguous: bool = True
     recover: Callable[[], Any] | None = field(default=None, compare=False)
     form: Mapping[str, str] | None = None
@@ -135,15 +139,22 @@ def build_headers(
     """The headers every request carries: auth, beta, organization/project, user agent, extras.
 
     A user's ``extra`` headers come last, so an Assistants-compatible server that wants an
-    ``api-key`` header (Azure style) gets it.
+    ``api-key`` header (Azure style) gets it. Values lose surrounding whitespace (a trailing newline
+    from a Kubernetes secret or a paste).
+
+    Raises:
+        ValueError: When the key or a header value has a control character inside (the message never
+            holds the value).
     """
+    api_key = clean_secret(api_key, "the API key")
+    extra = {name: clean_secret(value, f"the value of header {name!r}") for name, value in (extra or {}).items()}
     auth = f"Bearer {api_key}" if api_key_header.lower() == "authorization" else api_key
     headers = {api_key_header: auth, "User-Agent": USER_AGENT, **BETA_HEADER}
     if organization:
         headers["OpenAI-Organization"] = organization
     if project:
         headers["OpenAI-Project"] = project
-    headers.update(extra or {})
+    headers.update(extra)
     return headers
 
 
@@ -215,7 +226,8 @@ def _error_class(status: int, message: str) -> type[APIError]:
 def error_from_response(
     response: httpx.Response, *, secrets: list[str], max_retry_after: float, body_text: str | None = None
 ) -> APIError:
-    """Build the exception for an error response, with the API's own message (masked of secrets).
+    """Build the exception for an error response: one line with the API's own message (masked of
+    secrets), the request id, and a hint when the URL looks wrong.
 
     Args:
         response: The error response.
@@ -226,12 +238,17 @@ def error_from_response(
     """
     text = response.text if body_text is None else body_text
     detail: dict[str, Any] = {}
+    is_api_error = True
     try:
         detail = ErrorBody.model_validate_json(text).error.model_dump()
     except ValueError:
-        snippet = " ".join(text.split())[:200]
-        detail = {"message": f"{response.reason_phrase or 'error'}: {snippet}" if snippet else "no body"}
-    message = mask_secrets(str(detail.get("message") or ""), secrets)
+        is_api_error = False
+        detail = {"message": _describe_body(response, text)}
+    message = " ".join(str(detail.get("message") or "").split())
+    if response.status_code == 404 and (not is_api_error or message.startswith("Invalid URL")):
+        url = response.request.url.copy_with(query=None)
+        message += f" ({response.request.method} {url}: does base_url end in /v1?)"
+    message = mask_secrets(message, secrets)
     retry_after = parse_retry_after(response.headers)
     kwargs: dict[str, Any] = {
         "status_code": response.status_code,
@@ -252,6 +269,35 @@ def error_from_response(
     return _error_class(response.status_code, message)(message, **kwargs)
 
 
+def _describe_body(response: httpx.Response, text: str) -> str:
+    """What an error body that is not the API's JSON says, on one line (an HTML page's text, not its tags)."""
+    reason = response.reason_phrase or "error"
+    is_html = "html" in response.headers.get("content-type", "").lower() or text.lstrip().startswith("<")
+    snippet = " ".join((re.sub(r"<[^>]*>", " ", text) if is_html else text).split())[:200]
+    said = f"{reason}: {snippet}" if snippet else f"{reason} (no body)"
+    return f"{said} (an HTML page, not the API's JSON)" if is_html else said
+
+
+def check_response(
+    response: httpx.Response, *, secrets: list[str], max_retry_after: float, body_text: str | None = None
+) -> None:
+    """Raise the error an error response means, alone: no HTTP-library exception chained to it.
+
+    Args:
+        response: Any response.
+        secrets: Values that must never appear in the message.
+        max_retry_after: The policy's cap on ``retry-after``.
+        body_text: The body, when the response was streamed and read separately.
+
+    Raises:
+        APIError: When the response has an error status (see :func:`error_from_response`).
+    """
+    if response.is_error:
+        raise error_from_response(
+            response, secrets=secrets, max_retry_after=max_retry_after, body_text=body_text
+        ) from None
+
+
 def reply_from_response(response: httpx.Response) -> Reply:
     """Decode a successful JSON response, or raise :class:`InvalidResponseError` saying what came instead."""
     request_id = response.headers.get("x-request-id")
@@ -270,9 +316,68 @@ def reply_from_response(response: httpx.Response) -> Reply:
     return Reply(body=body, request_id=request_id, poll_after_ms=poll_after_ms)
 
 
+_CONNECT_REASONS = (
+    ("refused", "connection refused"),
+    ("name or service not known", "host name not found"),
+    ("nodename nor servname", "host name not found"),
+    ("name resolution", "host name not found"),
+    ("getaddrinfo", "host name not found"),
+    ("no address associated", "host name not found"),
+    ("unreachable", "network unreachable"),
+    ("certificate verify failed", "TLS certificate not trusted; set SSL_CERT_FILE to your CA bundle"),
+)
+
+
 def transport_error(exc: httpx.HTTPError, call: Call, secrets: list[str]) -> APIConnectionError:
-    """Map an httpx transport error to ours, noting whether the request may have reached the server."""
-    text = mask_secrets(f"{call.describe()}: {type(exc).__name__}: {exc}", secrets)
+    """Map an httpx transport error to ours, in one line naming the host, noting whether the request
+    may have reached the server.
+
+    The httpx exception (which callers may chain) is scrubbed in place: every text in its chain is
+    masked of secrets, and the chain below it (httpcore's and the socket's exceptions) is cut.
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    scrub_exception(exc, secrets)
+    host = _host_of(exc)
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        lowered = text.lower()
+        reason = "timed out" if isinstance(exc, httpx.ConnectTimeout) else next(
+            (said for key, said in _CONNECT_REASONS if key in lowered), text
+        )
+        message = f"{call.describe()}: could not connect to {host} ({reason}): is base_url right?"
+    elif isinstance(exc, httpx.TimeoutException):
+        message = (
+            f"{call.describe()}: {host} did not answer in time ({type(exc).__name__}); "
+            "the server may still have applied the request"
+        )
+    else:
+        message = f"{call.describe()} to {host}: {type(exc).__name__}: {text}"
+    message = mask_secrets(message, secrets)
     if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(text, request_sent=not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)))
-    return APIConnectionError(text, request_sent=not isinstance(exc, httpx.ConnectError))
+        return APITimeoutError(message, request_sent=not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)))
+    return APIConnectionError(message, request_sent=not isinstance(exc, httpx.ConnectError))
+
+
+def _host_of(exc: httpx.HTTPError) -> str:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an exception raised before its request was attached
+        return "the server"
+    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
+def scrub_exception(exc: BaseException, secrets: list[str]) -> None:
+    """Mask secrets in the text of ``exc`` and of every exception chained below it, then cut that chain.
+
+    For an exception that is about to be chained under one of ours (``raise ours from exc``): what a
+    traceback or a log prints of it can then hold no piece of a secret.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        masked = [mask_secrets(arg, secrets) if isinstance(arg, str) else arg for arg in current.args]
+        current.args = tuple(masked)
+        current = current.__cause__ or current.__context__
+    exc.__cause__ = None
+    exc.__context__ = None
+    exc.__suppress_context__ = True

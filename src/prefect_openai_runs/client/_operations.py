@@ -171,7 +171,9 @@ def create_run(thread_id: str, params: CreateRunParams, key: str) -> Operation[R
     """
     body = with_idempotency_key(params, key).to_body()
     body.pop("stream", None)
-    call = Call("POST", _runs_path(thread_id), json=body, recover=lambda: find_run_by_key(thread_id, key))
+    call = Call(
+        "POST", _runs_path(thread_id), json=body, creates=True, recover=lambda: find_run_by_key(thread_id, key)
+    )
     try:
         reply = yield call
         return parse(Run, reply.body)
@@ -194,7 +196,7 @@ def stream_run_call(thread_id: str, params: CreateRunParams, key: str) -> Call:
     """The streaming ``POST /threads/{thread_id}/runs`` request (``stream: true``), tagged with ``key``."""
     body = with_idempotency_key(params, key).to_body()
     body["stream"] = True
-    return Call("POST", _runs_path(thread_id), json=body, stream=True)
+    return Call("POST", _runs_path(thread_id), json=body, stream=True, creates=True)
 
 
 def modify_run(thread_id: str, run_id: str, params: ModifyRunParams) -> Operation[Run]:

@@ -37,7 +37,8 @@ def create_response(params: CreateResponseParams, key: str) -> Operation[Respons
 
     Never sent twice after an ambiguous failure (see the module's docstring).
     """
-    call = Call("POST", RESPONSES_PATH, json=_background_body(params, key, stream=False), retry_ambiguous=False)
+    body = _background_body(params, key, stream=False)
+    call = Call("POST", RESPONSES_PATH, json=body, retry_ambiguous=False, creates=True)
     reply = yield call
     return parse(Response, reply.body)
 
@@ -45,7 +46,7 @@ def create_response(params: CreateResponseParams, key: str) -> Operation[Respons
 def stream_response_call(params: CreateResponseParams, key: str) -> Call:
     """The streaming ``POST /responses`` request (``background`` and ``stream`` true), tagged with ``key``."""
     body = _background_body(params, key, stream=True)
-    return Call("POST", RESPONSES_PATH, json=body, stream=True, retry_ambiguous=False)
+    return Call("POST", RESPONSES_PATH, json=body, stream=True, retry_ambiguous=False, creates=True)
 
 
 def get_response(response_id: str) -> Operation[Response]:

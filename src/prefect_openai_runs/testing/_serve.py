@@ -28,10 +28,10 @@ def _per_minute(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``emulator`` command's options on ``parser``."""
-    parser.add_argument("--port", type=int, default=8787, help="port to serve on, 0 for a free one (default 8787)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8787, help="port to serve on, 0 for a free one")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the API key clients must send")
-    parser.add_argument("--poll-after-ms", type=int, default=None, help="send openai-poll-after-ms on GET run")
+    parser.add_argument("--poll-after-ms", type=int, default=None, help="openai-poll-after-ms to send on GET run")
     parser.add_argument("--cancelling-delay", type=float, default=0.05, help="seconds a run stays cancelling")
     parser.add_argument("--expires-after", type=float, default=600.0, help="seconds until an active run expires")
     parser.add_argument("--queued-seconds", type=float, default=0.01, help="default script: seconds queued")
@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m prefect_openai_runs.testing [options]``: the ``emulator`` command on its own."""
-    parser = argparse.ArgumentParser(prog="python -m prefect_openai_runs.testing", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m prefect_openai_runs.testing",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_arguments(parser)
     return run(parser.parse_args(sys.argv[1:] if argv is None else argv))

@@ -5,7 +5,7 @@ and once for both sides: ``_sync/_driver.py`` is generated from this file."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -36,6 +36,7 @@ from prefect_openai_runs.retry import is_retryable
 
 J = TypeVar("J")
 S = TypeVar("S")
+T = TypeVar("T")
 
 FALLBACK_ERRORS = (StreamError, APIConnectionError, InvalidResponseError)
 """Stream failures after which following goes on by polling."""
@@ -43,6 +44,34 @@ RECHECK_CANCELLED_DELAY = 1.0
 """How long after a job is seen ``cancelled`` it is read once more, for kinds whose cancel is best effort."""
 CANCEL_REQUEST_SECONDS = 5.0
 """The least time the cancel request itself is given, even with ``cancel_wait_seconds=0``."""
+
+
+class AsyncSteps(Protocol):
+    """Runs the steps of a job's life (create, wait, cancel), e.g. each as a Prefect task so that the flow
+    run's graph tells the story."""
+
+    async def run(self, name: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run ``step`` (named ``name``) and return what it returns; its exceptions propagate."""
+
+
+class AsyncInline:
+    """Runs each step as it is."""
+
+    async def run(self, name: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run ``step``."""
+        return await step()
+
+
+INLINE = AsyncInline()
+
+
+def _interruption(failure: BaseException | None) -> bool:
+    """Whether the following was interrupted from outside (a signal, a timeout, a cancellation): then the
+    cancel runs at once, never through a step runner that could itself be stopped."""
+    if failure is None:
+        return False
+    outside = isinstance(failure, TimeoutError) or "Cancelled" in type(failure).__name__
+    return outside or not isinstance(failure, Exception)
 
 
 async def follow(api: AsyncJobApi[J, Any], follower: JobFollower[J], events: Reader[J] | None = None) -> J:
@@ -146,6 +175,7 @@ async def end_job(
     cancel_wait_seconds: float,
     hooks: JobHooks[J] | None = None,
     reason: str | None = None,
+    steps: AsyncSteps = INLINE,
 ) -> Ending[J]:
     """The one way a job ends: cancel it if still active, wait for the cancel, read it again, decide the
     honest outcome, log it and record it (event, artifact) through ``hooks``.
@@ -157,6 +187,7 @@ async def end_job(
         cancel_wait_seconds: How long to wait for a cancel to finish (0: send it, do not wait).
         hooks: Where the end is recorded.
         reason: Why the job is being ended, when the caller knows better than ``failure`` says.
+        steps: Runs the cancel as a step (not when the following was interrupted from outside).
     """
     kind = api.kind
     deadline_passed = follower.timed_out
@@ -166,7 +197,10 @@ async def end_job(
     cancel: CancelResult[J] | None = None
     if not kind.is_terminal(job):
         cause = reason or cancel_reason(failure, deadline_passed)
-        cancel = await cancel_job(api, follower.ref, cancel_wait_seconds)
+        runner = INLINE if _interruption(failure) else steps
+        cancel = await runner.run(
+            f"Cancel OpenAI {kind.name}", lambda: cancel_job(api, follower.ref, cancel_wait_seconds)
+        )
         follower.observe(cancel.job)
         job = cancel.job
         log_cancel(kind, cancel, cause)
@@ -237,6 +271,7 @@ async def run_job(
     schedule: PollSchedule | None = None,
     on_action: AsyncActionHandler[J] | None = None,
     on_started: Callable[[JobFollower[J]], None] | None = None,
+    steps: AsyncSteps = INLINE,
 ) -> J:
     """Start a job, follow it to its end under one deadline, and end it on every path.
 
@@ -260,8 +295,11 @@ async def run_job(
     failure: BaseException | None = None
     try:
         with _deadline.deadline_scope(started + max_wait_seconds):
-            job, events = await start_job(api, spec, key=key, parent_id=parent_id, stream=stream, hooks=hooks)
-            follower = JobFollower(
+            job, events = await steps.run(
+                f"Create OpenAI {kind.name}",
+                lambda: start_job(api, spec, key=key, parent_id=parent_id, stream=stream, hooks=hooks),
+            )
+            current = follower = JobFollower(
                 kind,
                 kind.ref(job),
                 max_wait_seconds,
@@ -270,17 +308,18 @@ async def run_job(
                 on_tick=hooks.tick,
                 started=started,
             )
-            follower.observe(job)
+            current.observe(job)
             if on_started is not None:
-                on_started(follower)
-            job = await follow(api, follower, events)
+                on_started(current)
+            wait = f"Wait for OpenAI {kind.name}"
+            job = await steps.run(wait, lambda: follow(api, current, events))
             while kind.needs_action(job) and on_action is not None:
-                answered, events = await on_action(job, follower)
+                answered, events = await on_action(job, current)
                 if answered is not None:
-                    follower.observe(answered)
+                    current.observe(answered)
                 else:
-                    follower.stale = True  # its next state comes from the stream (or the next poll)
-                job = await follow(api, follower, events)
+                    current.stale = True  # its next state comes from the stream (or the next poll)
+                job = await steps.run(wait, lambda stream=events: follow(api, current, stream))  # type: ignore[misc]
     except BaseException as exc:
         failure = exc
     finally:
@@ -289,7 +328,7 @@ async def run_job(
         ending: Ending[J] | None = None
         if follower is not None:
             try:
-                ending = await end_job(api, follower, failure, cancel_wait_seconds, hooks)
+                ending = await end_job(api, follower, failure, cancel_wait_seconds, hooks, steps=steps)
             except OpenAIRunsError as exc:
                 get_logger().error("Could not end %s: %s", follower.ref.describe(), exc)
                 if failure is None or isinstance(failure, JobOutcomeError):

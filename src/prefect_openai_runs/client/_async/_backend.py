@@ -7,7 +7,9 @@ from typing import Any
 
 import httpx
 
+from prefect_openai_runs.client._pacing import RateBudget
 from prefect_openai_runs.client._pool import ShardedAsyncTransport
+from prefect_openai_runs.client._throttle import acquire_async, prefect_rate_limit_async
 
 
 def new_http_client(options: dict[str, Any]) -> httpx.AsyncClient:
@@ -20,3 +22,10 @@ def new_http_client(options: dict[str, Any]) -> httpx.AsyncClient:
 async def sleep(seconds: float) -> None:
     """Sleep (cancellable, like every await)."""
     await asyncio.sleep(seconds)
+
+
+async def pace(budget: RateBudget, rate_limit: str | None = None) -> None:
+    """Wait for this request's turn: a slot of the Prefect rate limit (when named), then the process' budget."""
+    if rate_limit is not None:
+        await prefect_rate_limit_async(rate_limit)
+    await acquire_async(budget)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from prefect_openai_runs.client import _operations as ops
-from prefect_openai_runs.client._async._backend import new_http_client
+from prefect_openai_runs.client._async._backend import new_http_client, pace
 from prefect_openai_runs.client._config import ClientConfig, StreamCodec
 from prefect_openai_runs.client._http import Call, Reply, reply_from_response
 from prefect_openai_runs.exceptions import OpenAIRunsError
@@ -43,12 +43,21 @@ class AsyncClientBase(ClientConfig):
         await self._http.aclose()
 
     async def _send_once(self, call: Call) -> Reply:
-        try:
-            response = await self._http.request(**self._request(call))
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, call) from None
+        response = await self._exchange(call)
         self._check(response)
         return reply_from_response(response)
+
+    async def _exchange(self, call: Call, stream: bool = False) -> httpx.Response:
+        """One attempt: wait for the request's turn (rate pacing), send it, and let the budget learn from
+        the answer's headers."""
+        await pace(self._budget, self.rate_limit if call.creates else None)
+        try:
+            response = await self._http.send(self._http.build_request(**self._request(call)), stream=stream)
+        except httpx.HTTPError as exc:
+            self._budget.release()
+            raise self._transport_error(exc, call) from None
+        self._budget.observe(response.status_code, response.headers)
+        return response
 
     async def _send(self, call: Call) -> Reply:
         """Send with the retry policy. After an ambiguous failure (the request may have been applied) a
@@ -90,10 +99,7 @@ class AsyncClientBase(ClientConfig):
         decoder = codec.decoder()
         async for attempt in self.retry_policy.async_retrying(retry_ambiguous=False):
             with attempt:
-                try:
-                    response = await self._http.send(self._http.build_request(**self._request(call)), stream=True)
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, call) from None
+                response = await self._exchange(call, stream=True)
                 if response.is_error:
                     body = (await response.aread()).decode("utf-8", "replace")
                     await response.aclose()

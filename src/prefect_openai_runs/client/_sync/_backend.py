@@ -7,6 +7,9 @@ from typing import Any
 
 import httpx
 
+from prefect_openai_runs.client._pacing import RateBudget
+from prefect_openai_runs.client._throttle import acquire_sync, prefect_rate_limit_sync
+
 SLICE = 0.25
 """The longest single blocking sleep: Prefect interrupts a flow running off the main thread (its timeout,
 a cancellation) by raising into it, which only lands between Python instructions."""
@@ -22,3 +25,10 @@ def sleep(seconds: float) -> None:
     end = time.monotonic() + max(0.0, seconds)
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(SLICE, left))
+
+
+def pace(budget: RateBudget, rate_limit: str | None = None) -> None:
+    """Wait for this request's turn: a slot of the Prefect rate limit (when named), then the process' budget."""
+    if rate_limit is not None:
+        prefect_rate_limit_sync(rate_limit)
+    acquire_sync(budget)

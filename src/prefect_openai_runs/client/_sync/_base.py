@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 
 from prefect_openai_runs.client import _operations as ops
-from prefect_openai_runs.client._sync._backend import new_http_client
+from prefect_openai_runs.client._sync._backend import new_http_client, pace
 from prefect_openai_runs.client._config import ClientConfig, StreamCodec
 from prefect_openai_runs.client._http import Call, Reply, reply_from_response
 from prefect_openai_runs.exceptions import OpenAIRunsError
@@ -44,12 +44,21 @@ class ClientBase(ClientConfig):
         self._http.close()
 
     def _send_once(self, call: Call) -> Reply:
-        try:
-            response = self._http.request(**self._request(call))
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, call) from None
+        response = self._exchange(call)
         self._check(response)
         return reply_from_response(response)
+
+    def _exchange(self, call: Call, stream: bool = False) -> httpx.Response:
+        """One attempt: wait for the request's turn (rate pacing), send it, and let the budget learn from
+        the answer's headers."""
+        pace(self._budget, self.rate_limit if call.creates else None)
+        try:
+            response = self._http.send(self._http.build_request(**self._request(call)), stream=stream)
+        except httpx.HTTPError as exc:
+            self._budget.release()
+            raise self._transport_error(exc, call) from None
+        self._budget.observe(response.status_code, response.headers)
+        return response
 
     def _send(self, call: Call) -> Reply:
         """Send with the retry policy. After an ambiguous failure (the request may have been applied) a
@@ -91,10 +100,7 @@ class ClientBase(ClientConfig):
         decoder = codec.decoder()
         for attempt in self.retry_policy.retrying(retry_ambiguous=False):
             with attempt:
-                try:
-                    response = self._http.send(self._http.build_request(**self._request(call)), stream=True)
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, call) from None
+                response = self._exchange(call, stream=True)
                 if response.is_error:
                     body = (response.read()).decode("utf-8", "replace")
                     response.close()

@@ -1,0 +1,77 @@
+"""The run-only functions callers used before job kinds, as thin wrappers over the generic API.
+
+They keep their names and signatures; unlike the generic functions, the writes wait (bounded by
+:data:`~._writer.WRITE_TIMEOUT_SECONDS`) until the writer has written them, as the callers expect the
+artifact on the server when the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import ArtifactCreate
+
+from prefect_openai_runs._recording._artifacts import job_artifact, write_job_artifact
+from prefect_openai_runs._recording._markdown import render_job
+from prefect_openai_runs._recording._view import ArtifactExtras, TimelineEntry, run_view
+from prefect_openai_runs._recording._writer import WRITE_TIMEOUT_SECONDS, flush
+from prefect_openai_runs.models import Run
+
+
+def render_markdown(run: Run, timeline: Sequence[TimelineEntry], reason: str, reply: str | None) -> str:
+    """The run artifact's markdown (see :func:`~._markdown.render_job`)."""
+    return render_job(run_view(run, reply), timeline, reason, ArtifactExtras())
+
+
+def run_artifact(
+    run: Run,
+    timeline: Sequence[TimelineEntry],
+    reason: str,
+    reply: str | None = None,
+    flow_run_id: UUID | None = None,
+) -> ArtifactCreate:
+    """The run's artifact (see :func:`~._artifacts.job_artifact`)."""
+    return job_artifact(run_view(run, reply), timeline, reason, flow_run_id=flow_run_id)
+
+
+def write_run_artifact(
+    run: Run,
+    timeline: Sequence[TimelineEntry],
+    reason: str,
+    reply: str | None = None,
+    flow_run_id: UUID | None = None,
+) -> None:
+    """Write the run's artifact and wait (bounded) until it is written."""
+    write_job_artifact(run_view(run, reply), timeline, reason, flow_run_id=flow_run_id)
+    flush(WRITE_TIMEOUT_SECONDS)
+
+
+class ArtifactWriter:
+    """Writes run artifacts from an event loop (through the process's writer), unless ``stopped`` is set.
+
+    Once ``stopped`` is set, nothing more is submitted: the code that set it (a task interrupted by a
+    signal or a flow timeout) writes the artifacts with the reason, which a late "ended cancelled"
+    must not overwrite.
+    """
+
+    def __init__(self, client: PrefectClient, concurrency: int = 8, stopped: threading.Event | None = None) -> None:
+        self._stopped = stopped or threading.Event()
+
+    async def write(self, run: Run, timeline: Sequence[TimelineEntry], reason: str) -> None:
+        """Submit the run's artifact, then wait (bounded, off the loop) until it is written."""
+        if self._stopped.is_set():
+            return
+        write_job_artifact(run_view(run), timeline, reason)
+        await asyncio.to_thread(flush, WRITE_TIMEOUT_SECONDS)
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """The run as plain JSON data (for results and event payloads)."""
+    data: dict[str, Any] = json.loads(run.model_dump_json())
+    return data

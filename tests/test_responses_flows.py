@@ -45,7 +45,7 @@ def test_completed_response_is_returned_with_its_artifact(
     assert response_statuses(runs_emulator, response.id) == ["queued", "in_progress", "completed"]
     markdown = response_markdown(response.id)
     assert "**completed**" in markdown and "The answer is 42." in markdown
-    assert "input 30 (cached 7), output 12 (reasoning 5), total **42**" in markdown
+    assert "input 30, cached 7, output 12, reasoning 5, total **42**" in markdown
     seen = ("queued", "in_progress", "completed") if stream else ("queued", "completed")  # a poll skips a 0.2 s status
     assert all(f"| {status} |" in markdown for status in seen)
     polls = runs_emulator.request_count("GET", rf"^/v1/responses/{response.id}$")
@@ -208,7 +208,8 @@ def test_function_calls_round_trip(runs_emulator: RunsEmulator, credentials: Ope
     assert second.id == response.id and response.previous_response_id == first.id
     [output] = runs_emulator.requests[-1].body["input"] if runs_emulator.requests[-1].body else [None]
     assert output["type"] == "function_call_output" and "sunny" in output["output"]
-    assert "get_weather" in response_markdown(first.id)
+    first_card = response_markdown(first.id)
+    assert "## Tool calls" in first_card and "get_weather" in first_card and "sunny" in first_card
     assert "It is sunny in Paris." in response_markdown(second.id)
     assert_no_response_active(runs_emulator)
 
@@ -275,9 +276,10 @@ def test_status_changes_emit_prefect_events(
     resource = f"openai.response.{response.id}"
     ours = [e for client in AssertingEventsClient.all for e in client.events if e.resource.id == resource]
     assert [e.event for e in ours] == [
+        "openai.response.created",
         "openai.response.queued",
         "openai.response.in_progress",
         "openai.response.completed",
     ]
     assert all(any(r.role == "flow-run" for r in e.related) for e in ours)
-    assert ours[-1].payload["status"] == "completed"
+    assert ours[-1].payload["status"] == "completed" and ours[-1].payload["usage"]["cached"] == 0

@@ -144,7 +144,7 @@ def run_response(
     deadline = time.monotonic() + max_wait_seconds
     with resolve_credentials(credentials).get_responses_client() as client:
         api = ResponsesApi(client)
-        hooks = ResponseHooks()
+        hooks = ResponseHooks(deadline_seconds=max_wait_seconds)
         request = first
         while True:
             key = logical_key("response")
@@ -161,6 +161,7 @@ def run_response(
             if not (response.function_calls and handlers):
                 return response
             outputs = answer_function_calls(response, handlers)
+            hooks.answered(response, {item["call_id"]: item["output"] for item in outputs})
             if time.monotonic() >= deadline:
                 raise JobTimedOut(
                     response,

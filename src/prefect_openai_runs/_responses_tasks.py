@@ -35,6 +35,7 @@ from prefect_openai_runs._lifecycle._response_kind import RESPONSE
 from prefect_openai_runs._lifecycle._sync._driver import end_job, follow, start_job
 from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, ResponseSpec
 from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs._recording import flush
 from prefect_openai_runs._responses_guard import cancel_responses
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import ResponsesClient
@@ -180,7 +181,7 @@ def wait_for_response(
         print(response.output_text)
         ```
     """
-    hooks = ResponseHooks(record_intent=False)
+    hooks = ResponseHooks(record_intent=False, deadline_seconds=max_wait_seconds)
     ref = JobRef(RESPONSE.name, response_id)
     follower: JobFollower[Response] = JobFollower(
         RESPONSE, ref, max_wait_seconds, schedule=poll_schedule or PollSchedule(), on_change=hooks.changed
@@ -242,8 +243,8 @@ class _FanOutHooks(ResponseHooks):
     """Response hooks for a fan-out: nothing recorded once the task was interrupted (the interruption
     cancels the responses and records why; a late record from the following loop must not overwrite it)."""
 
-    def __init__(self, stopped: threading.Event) -> None:
-        super().__init__(record_intent=False)
+    def __init__(self, stopped: threading.Event, deadline_seconds: float) -> None:
+        super().__init__(record_intent=False, deadline_seconds=deadline_seconds, wait_for_writes=False)
         self._stopped = stopped
 
     def changed(self, change: StatusChange, job: Response) -> None:
@@ -304,7 +305,7 @@ def wait_for_responses(
                 max_wait_seconds,
                 fail_fast=fail_fast,
                 cancel_wait_seconds=cancel_wait_seconds,
-                hooks_for=lambda ref: _FanOutHooks(interrupted),
+                hooks_for=lambda ref: _FanOutHooks(interrupted, max_wait_seconds),
             )
 
     try:
@@ -313,6 +314,7 @@ def wait_for_responses(
         interrupted.set()
         cancel_responses(creds, ids, cancel_reason(exc), cancel_wait_seconds)
         raise
+    flush()  # the artifacts written from the event loop, on the server before the task returns
     if fan is None:
         raise RuntimeError("following the responses returned nothing")
     if fan.failure is not None:

@@ -38,7 +38,10 @@ def test_docs_table_lists_every_control_route() -> None:
     try:
         every = [*control_routes(core), *batch_routes(core.batches, _json_body)]
         routes = {
-            (method, route.path) for route in every if route.path.startswith("/_emulator") for method in route.methods or ()
+            (method, route.path)
+            for route in every
+            if route.path.startswith("/_emulator")
+            for method in route.methods or ()
         }
     finally:
         core.close()

@@ -17,9 +17,9 @@ from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.context import get_run_context
-from prefect_openai_runs._following import StatusChange
 
 from flow_helpers import flow_run_artifacts
+from prefect_openai_runs import StatusChange
 from prefect_openai_runs._recording import (
     ArtifactExtras,
     JobRef,

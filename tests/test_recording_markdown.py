@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
-from prefect_openai_runs._following import StatusChange
 
+from prefect_openai_runs import StatusChange
 from prefect_openai_runs._recording import (
     ArtifactExtras,
     JobView,

@@ -25,9 +25,9 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.events.worker import EventsWorker
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
-from prefect_openai_runs._following import StatusChange
 
 from flow_helpers import wait_until
+from prefect_openai_runs import StatusChange
 from prefect_openai_runs._recording import (
     JobRef,
     PrefectWriter,

@@ -3,8 +3,9 @@
 Written to the Prefect server (an artifact linked to the flow run, its key derived from the idempotency
 key), it lets every later path find a job whose create answer was lost: a Prefect retry of the same
 logical call reuses the thread and finds its run by key; the guard hooks and the orphan sweep find runs
-that were never recorded. Writing it is bounded in time: a Prefect server that does not answer delays a
-create by at most :data:`WRITE_TIMEOUT` seconds, and the intent is then logged locally instead.
+that were never recorded. It is logged at once and written through the recording layer's non-blocking
+writer: a create waits for it at most :data:`WRITE_WAIT` seconds, and not at all once the Prefect server
+is known not to answer (it is written when the server answers again).
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import concurrent.futures
 from dataclasses import dataclass
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._recording import current_flow_run_id
+from prefect_openai_runs._recording import current_flow_run_id, get_writer
 
 INTENT_KEY_PREFIX = "openai-intent-"
-WRITE_TIMEOUT = 5.0
+WRITE_WAIT = 2.0
+"""How long a create waits for its intent to be on the Prefect server (none once the server is known down)."""
+READ_TIMEOUT = 5.0
+"""How long a retry waits to read an earlier attempt's intent."""
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-intent")
 
 
@@ -45,7 +49,14 @@ def intent_key(key: str) -> str:
     return f"{INTENT_KEY_PREFIX}{key.lower()}"
 
 
-def _write(intent: Intent, flow_run_id: UUID | None) -> None:
+def record_intent(intent: Intent) -> None:
+    """Log the intent and queue it for the Prefect server (inside a flow run), waiting a moment for it."""
+    get_logger().info(
+        "Creating an OpenAI %s on %s with idempotency key %s", intent.kind, intent.parent_id or "-", intent.key
+    )
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return
     artifact = ArtifactCreate(
         key=intent_key(intent.key),
         type="markdown",
@@ -54,22 +65,14 @@ def _write(intent: Intent, flow_run_id: UUID | None) -> None:
         metadata_={"kind": intent.kind, "idempotency_key": intent.key, "parent_id": intent.parent_id or ""},
         flow_run_id=flow_run_id,
     )
-    with get_client(sync_client=True) as client:
+    slot = f"{intent_key(intent.key)}@{flow_run_id}"
+    writer = get_writer()
+
+    def perform(client: SyncPrefectClient) -> None:
         client.create_artifact(artifact=artifact)
 
-
-def record_intent(intent: Intent) -> None:
-    """Log the intent and write it to the Prefect server (inside a flow run; bounded in time)."""
-    get_logger().info(
-        "Creating an OpenAI %s on %s with idempotency key %s", intent.kind, intent.parent_id or "-", intent.key
-    )
-    flow_run_id = current_flow_run_id()
-    if flow_run_id is None:
-        return
-    try:
-        _pool.submit(_write, intent, flow_run_id).result(timeout=WRITE_TIMEOUT)
-    except Exception as exc:
-        get_logger().warning("Could not record the intent %s on the Prefect server (%s); logged here", intent, exc)
+    writer.submit(slot, perform, f"intent {intent}")
+    writer.wait(slot, WRITE_WAIT)
 
 
 def _read(flow_run_id: UUID | None, key: str | None) -> list[Intent]:
@@ -102,7 +105,7 @@ def find_intent(key: str) -> Intent | None:
     if current_flow_run_id() is None:
         return None
     try:
-        intents = _pool.submit(_read, None, key).result(timeout=WRITE_TIMEOUT)
+        intents = _pool.submit(_read, None, key).result(timeout=READ_TIMEOUT)
     except Exception as exc:
         get_logger().warning("Could not read earlier intents from the Prefect server: %s", exc)
         return None

@@ -331,3 +331,19 @@ def read_results(*sources: ResultSource) -> BatchResults:
             else:
                 results.errors[line.custom_id] = line.failure()
     return results
+
+
+__all__ = [
+    "GENERATED_ID_PREFIX",
+    "MAX_BYTES",
+    "MAX_LINES",
+    "BatchInputError",
+    "BatchResults",
+    "InputChunk",
+    "check_input",
+    "iter_input_lines",
+    "iter_results",
+    "read_results",
+    "split_input",
+    "write_input",
+]

@@ -179,3 +179,10 @@ def resolve_credentials(credentials: OpenAICredentials | str) -> OpenAICredentia
     raise TypeError(
         f"credentials must be an OpenAICredentials block or the name of a saved one, got {type(credentials).__name__}"
     )
+
+
+__all__ = [
+    "API_KEY_ENV",
+    "OpenAICredentials",
+    "resolve_credentials",
+]

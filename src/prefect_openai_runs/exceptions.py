@@ -323,3 +323,42 @@ class ResponseMayExistError(OpenAIRunsError):
 
 def _rebuild_may_exist(cause: str, key: str) -> ResponseMayExistError:
     return ResponseMayExistError(cause, idempotency_key=key)
+
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "ActiveRunExistsError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchNotCancellableError",
+    "ConflictError",
+    "InternalServerError",
+    "InvalidResponseError",
+    "JobCancelled",
+    "JobExpired",
+    "JobFailed",
+    "JobIncomplete",
+    "JobOutcomeError",
+    "JobTimedOut",
+    "NotFoundError",
+    "OpenAIRunsError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseMayExistError",
+    "ResponseNotCancellableError",
+    "RetryAfterTooLongError",
+    "RunCancelled",
+    "RunExpired",
+    "RunFailed",
+    "RunIncomplete",
+    "RunNotCancellableError",
+    "RunOutcomeError",
+    "RunTimedOut",
+    "StreamError",
+    "StreamResumeRefusedError",
+    "ToolCallError",
+    "UnprocessableEntityError",
+    "describe_job",
+]

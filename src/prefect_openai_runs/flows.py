@@ -15,7 +15,9 @@ from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
+from prefect_openai_runs._lifecycle._hooks import RunHooks
 from prefect_openai_runs._lifecycle._keys import logical_key
+from prefect_openai_runs._lifecycle._steps import STEPS
 from prefect_openai_runs._lifecycle._sync._backend import Reader
 from prefect_openai_runs._lifecycle._sync._driver import run_job
 from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
@@ -25,7 +27,7 @@ from prefect_openai_runs.client._operations import check_id, with_idempotency_ke
 from prefect_openai_runs.exceptions import ToolCallError
 from prefect_openai_runs.guard import cancel_orphaned_runs
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, CreateThreadParams, Run
-from prefect_openai_runs.tasks import _TaskHooks, create_thread_and_run, read_reply, thread_for, wait_for_runs
+from prefect_openai_runs.tasks import create_thread_and_run, read_reply, thread_for, wait_for_runs
 
 ToolHandler = Callable[..., Any]
 
@@ -83,7 +85,7 @@ class _ToolAnswers:
     def __call__(self, job: Run, follower: JobFollower[Run]) -> tuple[Run | None, Reader[Run] | None]:
         outputs = answer_tool_calls(job, self.handlers)
         get_logger().info("Submitting %d tool output(s) to run %s", len(outputs), job.id)
-        return self.api.submit_tool_outputs(job, outputs, self.stream)
+        return STEPS.run("Submit OpenAI tool outputs", lambda: self.api.submit_tool_outputs(job, outputs, self.stream))
 
 
 @flow(name="run-assistant", description="Run an OpenAI assistant to completion; cancel the run on any other path.")
@@ -157,7 +159,7 @@ def run_assistant(
     with creds.get_client() as client:
         api = RunsApi(client)
         thread = thread_id if thread_id is not None else thread_for(client, key, CreateThreadParams())
-        hooks = _TaskHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
+        hooks = RunHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
         return run_job(
             api,
             RunSpec(thread, params, key),
@@ -168,6 +170,7 @@ def run_assistant(
             stream=stream,
             hooks=hooks,
             on_action=_ToolAnswers(api, handlers, stream),
+            steps=STEPS,
         )
 
 
@@ -195,8 +198,7 @@ def run_assistant_fan_out(
     return wait_for_runs(credentials, runs, max_wait_seconds=max_wait_seconds, fail_fast=fail_fast)
 
 
-__all__ = ["answer_tool_calls", "cancel_orphaned_runs", "run_assistant", "run_assistant_fan_out"]
-
+# Background responses (see _responses_flows), here so that every flow is in one module.
 from prefect_openai_runs._responses_flows import run_response  # noqa: E402
 
-__all__ += ["run_response"]
+__all__ = ["answer_tool_calls", "cancel_orphaned_runs", "run_assistant", "run_assistant_fan_out", "run_response"]

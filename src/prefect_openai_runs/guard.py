@@ -46,7 +46,7 @@ from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._lifecycle._outcome import CancelOutcome, CancelResult, cancel_reason
 from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs._logging import get_logger, logging_to_flow_run
-from prefect_openai_runs._recording import RunRef, current_flow_run_id, registered_runs, write_run_artifact
+from prefect_openai_runs._recording import RunRef, current_flow_run_id, registered_runs
 from prefect_openai_runs._responses_guard import cancel_flow_run_responses
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.exceptions import NotFoundError, OpenAIRunsError
@@ -92,10 +92,13 @@ def cancel_runs(
     async def end_all() -> list[Ending[Run] | BaseException]:
         async with creds.get_async_client() as client:
             api = AsyncRunsApi(client)
-            followers = [
-                JobFollower(RUN, JobRef(RUN.name, ref.run_id, ref.thread_id), max(wait_seconds, 1.0)) for ref in refs
-            ]
             hooks = _GuardHooks(flow_run_id)
+            followers = [
+                JobFollower(
+                    RUN, JobRef(RUN.name, ref.run_id, ref.thread_id), max(wait_seconds, 1.0), on_change=hooks.changed
+                )
+                for ref in refs
+            ]
             return await asyncio.gather(
                 *(end_job(api, f, None, wait_seconds, hooks, reason) for f in followers), return_exceptions=True
             )
@@ -115,16 +118,15 @@ def cancel_runs(
 
 
 class _GuardHooks(RunHooks):
-    """Records what a hook or the sweep ends, for a flow run that may not be the current one; a run that
-    had already ended keeps its artifact as it was."""
+    """Records what a hook or the sweep ends, in the flow run it belongs to (which may not be the current
+    one); a run that had already ended keeps its artifact as it was."""
 
     def __init__(self, flow_run_id: UUID | None) -> None:
-        super().__init__(0.0, progress=False)
-        self.flow_run_id = flow_run_id
+        super().__init__(progress=False, flow_run_id=flow_run_id or current_flow_run_id(), record_intents=False)
 
     def ended(self, job: Run, timeline: list[StatusChange], reason: str) -> None:
         if len(timeline) > 1 or not job.status.is_terminal:  # one terminal status seen: it had already ended
-            write_run_artifact(job, timeline, reason, flow_run_id=self.flow_run_id)
+            super().ended(job, timeline, reason)
 
 
 def cancel_flow_run_openai_runs(
@@ -264,3 +266,14 @@ def cancel_orphaned_runs(
         swept += [RunRef(r.job.thread_id, r.job.id) for r in results if r.outcome is not CancelOutcome.ALREADY_ENDED]
     get_logger().info("Cancelled %d orphaned OpenAI run(s) from %d flow run(s)", len(swept), len(flow_runs))
     return swept
+
+
+__all__ = [
+    "CancelRunsHooks",
+    "cancel_flow_run_openai_runs",
+    "cancel_orphaned_runs",
+    "cancel_runs",
+    "cancel_runs_hook",
+    "cancel_runs_hooks",
+    "cancel_runs_on_error",
+]

@@ -149,3 +149,9 @@ class OpenAIAssistantRun(_TextJobBlock):
             await client.aclose()
             raise
         return OpenAIAssistantJobRun(self, client, run)
+
+
+__all__ = [
+    "OpenAIAssistantJobRun",
+    "OpenAIAssistantRun",
+]

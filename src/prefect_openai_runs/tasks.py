@@ -19,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_openai_runs._intents import Intent, find_intent, record_intent
+from prefect_openai_runs._intents import find_intent
 from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
 from prefect_openai_runs._lifecycle._fanout import FanOut, follow_many
 from prefect_openai_runs._lifecycle._follower import (
@@ -36,7 +36,7 @@ from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs._lifecycle._sync._driver import end_job, follow, start_job
 from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._recording import RunRef
+from prefect_openai_runs._recording import RunRef, run_view, write_fan_out_summary
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import RunsClient
 from prefect_openai_runs.client._operations import with_idempotency_key
@@ -67,13 +67,6 @@ def _messages(messages: Sequence[MessageInput] | None) -> list[CreateMessagePara
     ]
 
 
-class _TaskHooks(RunHooks):
-    """Run hooks whose intent is recorded on the Prefect server (tasks and flows)."""
-
-    def intent(self, kind: str, key: str, parent_id: str | None) -> None:
-        record_intent(Intent(kind, key, parent_id))
-
-
 def create_recorded_run(client: RunsClient, thread_id: str, params: CreateRunParams, key: str) -> Run:
     """Create a run tagged with ``key``, recording the intent first and the run at once; after an
     ambiguous failure the run is looked up by its key before the error is raised."""
@@ -84,7 +77,7 @@ def create_recorded_run(client: RunsClient, thread_id: str, params: CreateRunPar
         key=key,
         parent_id=thread_id,
         stream=False,
-        hooks=_TaskHooks(0.0, progress=False),
+        hooks=RunHooks(progress=False),
     )
     return run
 
@@ -282,7 +275,9 @@ def cancel_run(
     """
     follower: JobFollower[Run] = JobFollower(RUN, JobRef(RUN.name, run_id, thread_id), max(wait_seconds, 1.0))
     with resolve_credentials(credentials).get_client() as client:
-        ending = end_job(RunsApi(client), follower, None, wait_seconds, RunHooks(wait_seconds, progress=False), reason)
+        hooks = RunHooks(progress=False, reply=lambda run: read_reply(client, run.thread_id, run.id))
+        follower.on_change = hooks.changed
+        ending = end_job(RunsApi(client), follower, None, wait_seconds, hooks, reason)
     return ending.job
 
 
@@ -334,7 +329,7 @@ class _FanOutHooks(RunHooks):
     following loop, still alive on its own thread, must not overwrite that)."""
 
     def __init__(self, stopped: threading.Event) -> None:
-        super().__init__(0.0, progress=False)
+        super().__init__(progress=False)
         self._stopped = stopped
 
     def changed(self, change: StatusChange, job: Run) -> None:
@@ -410,6 +405,8 @@ def wait_for_runs(
         raise
     if fan is None:
         raise RuntimeError("following the runs returned nothing")
+    ended = [f for f in fan.followers if f.job is not None]
+    write_fan_out_summary([run_view(f.job) for f in ended if f.job is not None], [f.timeline for f in ended])
     if fan.failure is not None:
         get_logger().error("Waiting for %d runs failed: %s", len(refs), fan.failure)
         raise fan.failure
@@ -417,8 +414,27 @@ def wait_for_runs(
 
 
 # Background responses (see _responses_tasks), here so that every task is in one module.
-from prefect_openai_runs._responses_tasks import cancel_response as cancel_response  # noqa: E402
-from prefect_openai_runs._responses_tasks import create_background_response as create_background_response  # noqa: E402
-from prefect_openai_runs._responses_tasks import get_response as get_response  # noqa: E402
-from prefect_openai_runs._responses_tasks import wait_for_response as wait_for_response  # noqa: E402
-from prefect_openai_runs._responses_tasks import wait_for_responses as wait_for_responses  # noqa: E402
+from prefect_openai_runs._responses_tasks import (  # noqa: E402
+    cancel_response,
+    create_background_response,
+    get_response,
+    wait_for_response,
+    wait_for_responses,
+)
+
+__all__ = [
+    "cancel_response",
+    "cancel_run",
+    "create_background_response",
+    "create_run",
+    "create_thread_and_run",
+    "get_response",
+    "get_run",
+    "get_run_output",
+    "read_reply",
+    "submit_tool_outputs",
+    "wait_for_response",
+    "wait_for_responses",
+    "wait_for_run",
+    "wait_for_runs",
+]

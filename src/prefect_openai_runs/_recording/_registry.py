@@ -16,6 +16,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 from prefect.client.schemas.objects import Artifact
 
+from prefect_openai_runs._lifecycle._kinds import JobRef as JobRef
 from prefect_openai_runs._logging import get_logger
 
 ARTIFACT_KEY_PREFIX = "openai-"
@@ -23,21 +24,6 @@ ARTIFACT_KEY_PREFIX = "openai-"
 USAGE_PREFIX = "usage."
 """Metadata keys of the token usage rows."""
 _PAGE = 200
-
-
-@dataclass(frozen=True)
-class JobRef:
-    """A job's address: its kind, id and, for a run, its thread.
-
-    Attributes:
-        kind: ``"run"``, ``"response"``, ``"batch"``, ...
-        id: The job's id.
-        parent_id: The thread of a run; ``None`` for other kinds.
-    """
-
-    kind: str
-    id: str
-    parent_id: str | None = None
 
 
 @dataclass(frozen=True)

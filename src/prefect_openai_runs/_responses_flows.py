@@ -144,7 +144,7 @@ def run_response(
     deadline = time.monotonic() + max_wait_seconds
     with resolve_credentials(credentials).get_responses_client() as client:
         api = ResponsesApi(client)
-        hooks = ResponseHooks(deadline_seconds=max_wait_seconds)
+        hooks = ResponseHooks(max_wait_seconds)
         request = first
         while True:
             key = logical_key("response")

@@ -49,7 +49,7 @@ def cancel_responses(
     async def end_all() -> list[Ending[Response] | BaseException]:
         async with creds.get_async_responses_client() as client:
             api = AsyncResponsesApi(client)
-            hooks = ResponseHooks(flow_run_id, record_intent=False, rewrite_ended=False)
+            hooks = ResponseHooks(flow_run_id=flow_run_id, record_intents=False, rewrite_ended=False)
             followers = [JobFollower(RESPONSE, JobRef(RESPONSE.name, i), max(wait_seconds, 1.0)) for i in response_ids]
             return await asyncio.gather(
                 *(end_job(api, f, None, wait_seconds, hooks, reason) for f in followers), return_exceptions=True

@@ -35,7 +35,7 @@ from prefect_openai_runs._lifecycle._response_kind import RESPONSE
 from prefect_openai_runs._lifecycle._sync._driver import end_job, follow, start_job
 from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, ResponseSpec
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._recording import flush
+from prefect_openai_runs._recording import ArtifactExtras, flush
 from prefect_openai_runs._responses_guard import cancel_responses
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import ResponsesClient
@@ -181,7 +181,7 @@ def wait_for_response(
         print(response.output_text)
         ```
     """
-    hooks = ResponseHooks(record_intent=False, deadline_seconds=max_wait_seconds)
+    hooks = ResponseHooks(max_wait_seconds, record_intents=False)
     ref = JobRef(RESPONSE.name, response_id)
     follower: JobFollower[Response] = JobFollower(
         RESPONSE, ref, max_wait_seconds, schedule=poll_schedule or PollSchedule(), on_change=hooks.changed
@@ -235,7 +235,7 @@ def cancel_response(
     """
     follower: JobFollower[Response] = JobFollower(RESPONSE, JobRef(RESPONSE.name, response_id), max(wait_seconds, 1.0))
     with resolve_credentials(credentials).get_responses_client() as client:
-        hooks = ResponseHooks(record_intent=False, rewrite_ended=False)  # one found ended keeps its record
+        hooks = ResponseHooks(record_intents=False, rewrite_ended=False)  # one found ended keeps its record
         return end_job(ResponsesApi(client), follower, None, wait_seconds, hooks, reason).job
 
 
@@ -244,7 +244,7 @@ class _FanOutHooks(ResponseHooks):
     cancels the responses and records why; a late record from the following loop must not overwrite it)."""
 
     def __init__(self, stopped: threading.Event, deadline_seconds: float) -> None:
-        super().__init__(record_intent=False, deadline_seconds=deadline_seconds, wait_for_writes=False)
+        super().__init__(record_intents=False, progress=False, extras=ArtifactExtras(deadline_seconds=deadline_seconds))
         self._stopped = stopped
 
     def changed(self, change: StatusChange, job: Response) -> None:

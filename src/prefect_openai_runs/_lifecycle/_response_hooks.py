@@ -5,23 +5,22 @@ job artifact per response (written when it is created and when it ends) whose me
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
 from uuid import UUID
 
-from prefect_openai_runs._intents import Intent, record_intent
 from prefect_openai_runs._lifecycle._follower import StatusChange
-from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs._lifecycle._hooks import FLUSH_SECONDS, PrefectJobHooks
 from prefect_openai_runs._recording import (
     ArtifactExtras,
     JobView,
     ToolCallRecord,
-    emit_status_event,
+    flush,
     job_artifact_key,
-    record_created,
     registered_jobs,
     write_job_artifact,
 )
 from prefect_openai_runs._recording._markdown import stamp
-from prefect_openai_runs._recording._writer import WRITE_TIMEOUT_SECONDS
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY
 from prefect_openai_runs.models import Response
 
@@ -81,69 +80,36 @@ def tool_call_records(response: Response, outputs: dict[str, str]) -> list[ToolC
     return [ToolCallRecord(c.name, c.arguments, outputs.get(c.call_id), c.call_id) for c in response.function_calls]
 
 
-class ResponseHooks:
-    """Reports a background response to Prefect (the core's ``JobHooks``): the intent, logs, events and
-    the job artifact.
+class ResponseHooks(PrefectJobHooks[Response]):
+    """Reports a background response to Prefect (the core's ``JobHooks``): the generic job hooks over
+    :func:`response_view`, plus the function calls' outputs on a completed response's card.
 
     Args:
-        flow_run_id: The flow run the records belong to (default: the current one; given by hooks).
-        record_intent: Whether the intent is written to the Prefect server before the create is sent.
-        rewrite_ended: Whether a response found already ended has its artifact written again (the guard
+        max_wait_seconds: The deadline, for the progress artifact and the card (0: neither).
+        rewrite_ended: Whether a response found already ended has its record written again (the guard
             and ``cancel_response`` leave it as it was).
-        deadline_seconds: The deadline it is followed against, for the artifact.
-        wait_for_writes: Whether the final artifact's write is waited for (bounded); off where the hooks
-            run on an event loop (the caller then flushes the writer once).
+        **options: See :class:`~prefect_openai_runs._lifecycle._hooks.PrefectJobHooks`.
     """
 
-    def __init__(
-        self,
-        flow_run_id: UUID | None = None,
-        record_intent: bool = True,
-        rewrite_ended: bool = True,
-        deadline_seconds: float | None = None,
-        wait_for_writes: bool = True,
-    ) -> None:
-        self.flow_run_id = flow_run_id
-        self.record_intent = record_intent
+    def __init__(self, max_wait_seconds: float = 0.0, *, rewrite_ended: bool = True, **options: Any) -> None:
+        if max_wait_seconds > 0 and "extras" not in options:
+            options["extras"] = ArtifactExtras(deadline_seconds=max_wait_seconds)
+        super().__init__(response_view, max_wait_seconds, **options)
         self.rewrite_ended = rewrite_ended
-        self.deadline_seconds = deadline_seconds
-        self.wait_for_writes = wait_for_writes
         self._ends: dict[str, tuple[list[StatusChange], str]] = {}
 
-    def intent(self, kind: str, key: str, parent_id: str | None) -> None:
-        """Record the create about to be sent, with the key put in its metadata (its only trace if lost)."""
-        if self.record_intent:
-            record_intent(Intent(kind, key, parent_id))
-
-    def created(self, job: Response) -> None:
-        """Log the new response's id and record it on the Prefect server at once."""
-        record_created(response_view(job), flow_run_id=self.flow_run_id)
-
-    def changed(self, change: StatusChange, job: Response) -> None:
-        """Log and emit ``openai.response.<status>``."""
-        get_logger().info("OpenAI response %s is %s after %.2fs", job.id, change.status, change.elapsed)
-        emit_status_event(response_view(job), change, flow_run_id=self.flow_run_id)
-
-    def tick(self, elapsed: float) -> None:
-        """Nothing: a response has no progress artifact."""
-
     def ended(self, job: Response, timeline: list[StatusChange], reason: str) -> None:
-        """Write the response's final artifact (unless it had already ended and ``rewrite_ended`` is off),
-        waiting (bounded) until it is on the server."""
+        """Write the response's final record (unless it had already ended and ``rewrite_ended`` is off)."""
         self._ends[job.id] = (timeline, reason)
         if self.rewrite_ended or len(timeline) > 1 or not job.is_terminal:
-            self._write(job, timeline, reason, ArtifactExtras(deadline_seconds=self.deadline_seconds))
+            super().ended(job, timeline, reason)
 
     def answered(self, job: Response, outputs: dict[str, str]) -> None:
-        """Write a completed response's artifact again with the outputs its function calls were answered with."""
+        """Write a completed response's card again with the outputs its function calls were answered with."""
         timeline, reason = self._ends.get(job.id, ([], f"ended {job.status}"))
-        extra = ArtifactExtras(deadline_seconds=self.deadline_seconds, tool_calls=tool_call_records(job, outputs))
-        self._write(job, timeline, reason, extra)
-
-    def _write(self, job: Response, timeline: list[StatusChange], reason: str, extra: ArtifactExtras) -> None:
-        view = response_view(job)
-        wait = WRITE_TIMEOUT_SECONDS if self.wait_for_writes else 0.0
-        write_job_artifact(view, timeline, reason, extra, self.flow_run_id, wait_seconds=wait)
+        extra = replace(self.extras or ArtifactExtras(), tool_calls=tool_call_records(job, outputs))
+        write_job_artifact(self.view(job), timeline, reason, extra, self.flow_run_id)
+        flush(FLUSH_SECONDS)
 
 
 def registered_responses(flow_run_id: UUID) -> list[str]:

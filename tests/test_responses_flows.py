@@ -94,6 +94,20 @@ def test_own_deadline_cancels_the_response(
     assert_no_response_active(runs_emulator)
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "poll"])
+def test_a_deadline_shorter_than_the_create_still_learns_and_cancels_the_response(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, stream: bool
+) -> None:
+    runs_emulator.add_response_script(NEVER)
+    runs_emulator.add_fault(FaultRule(method="POST", path=CREATE, kind="hang", hang_seconds=0.3))
+
+    with pytest.raises(JobTimedOut) as caught:
+        run_response(credentials, "gpt-5", "hi", max_wait_seconds=0.05, stream=stream)
+
+    [record] = runs_emulator.responses()
+    assert caught.value.job.id == record.id and record.status == "cancelled"
+
+
 def test_a_dropped_stream_is_resumed_after_the_last_event(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials
 ) -> None:

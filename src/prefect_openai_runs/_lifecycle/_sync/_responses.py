@@ -9,6 +9,7 @@ finds nothing and a create is never sent twice: a failure the server may have ap
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,6 +31,10 @@ from prefect_openai_runs.exceptions import (
 )
 from prefect_openai_runs.models import CreateResponseParams, Response, ResponseStreamEvent
 
+CREATE_GRACE_SECONDS = 10.0
+"""The least time a create is given to answer (or its stream to name the response), even past the
+deadline: a create cut short cannot be found again, so learning the response's id (and then cancelling
+it at once) is worth a few seconds more than losing it."""
 BROKEN_STREAM_ERRORS = (StreamError, APIConnectionError, InvalidResponseError, InternalServerError)
 """Failures of a response's stream after which it is resumed (when it had made progress)."""
 
@@ -67,19 +72,21 @@ class ResponsesApi:
     def start(self, spec: ResponseSpec, stream: bool) -> tuple[Response, Reader[Response] | None]:
         """Create the response (``background: true``), streamed when asked.
 
-        With ``stream``, the response is known from the stream's first event (``response.created``,
-        read never past the current deadline) and the rest of the stream is returned as response
-        states, resumed after drops (see :meth:`states`).
+        With ``stream``, the response is known from the stream's first event (``response.created``)
+        and the rest of the stream is returned as response states, resumed after drops (see
+        :meth:`states`). The create is given :data:`CREATE_GRACE_SECONDS` at least, even past the
+        deadline (the caller then cancels the response at once).
 
         Raises:
             ResponseMayExistError: The create may have been applied but no event or answer came (it is
                 never sent again).
         """
-        if not stream:
-            return self.client.create_response(spec.params, idempotency_key=spec.key), None
-        cursor = StreamCursor()
-        events = Reader(self.states(self.client.stream_response(spec.params, idempotency_key=spec.key), cursor))
-        first = events.next(_remaining())
+        with _deadline.deadline_scope(_create_deadline()):
+            if not stream:
+                return self.client.create_response(spec.params, idempotency_key=spec.key), None
+            cursor = StreamCursor()
+            events = Reader(self.states(self.client.stream_response(spec.params, idempotency_key=spec.key), cursor))
+            first = events.next(_remaining())
         if first is None:
             events.close()
             raise ResponseMayExistError(
@@ -151,6 +158,12 @@ class ResponsesApi:
             return self.client.cancel_response(ref.id)
         except ResponseNotCancellableError:
             return None
+
+
+def _create_deadline() -> float | None:
+    """The current deadline, pushed to at least :data:`CREATE_GRACE_SECONDS` from now (``None``: none)."""
+    left = _deadline.remaining()
+    return None if left is None else time.monotonic() + max(left, CREATE_GRACE_SECONDS)
 
 
 def _remaining() -> float:

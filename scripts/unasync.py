@@ -45,6 +45,7 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\bAsyncRetrying\b", "Retrying"),
     (r"\bAwaitable\[(\w+)\]", r"\1"),
+    (r"import Awaitable, ", "import "),
     (r"\bAsync(?=[A-Z])", ""),
     (r"\b_async\b", "_sync"),
     (r"\basynchronous\b", "synchronous"),

@@ -153,7 +153,7 @@ def test_sigkill_leaves_a_run_that_the_orphan_sweep_cancels(
 
     swept = cancel_orphaned_runs("guard-sigkill", lookback_hours=1)
 
-    assert [ref.run_id for ref in swept] == [orphan.id]
+    assert [ref.id for ref in swept] == [orphan.id]
     assert runs_emulator.run(orphan.id).status == "cancelled"
     assert "orphaned" in final_markdown(orphan.id)
     assert_nothing_active(runs_emulator)

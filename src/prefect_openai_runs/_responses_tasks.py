@@ -36,11 +36,11 @@ from prefect_openai_runs._lifecycle._sync._driver import end_job, follow, start_
 from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, ResponseSpec
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import ArtifactExtras, flush
-from prefect_openai_runs._responses_guard import cancel_responses
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import ResponsesClient
 from prefect_openai_runs.client._async.responses import response_params
 from prefect_openai_runs.exceptions import JobTimedOut, OpenAIRunsError, ResponseMayExistError
+from prefect_openai_runs.guard import cancel_jobs
 from prefect_openai_runs.models import CreateResponseParams, Response
 
 Credentials = OpenAICredentials | str
@@ -312,7 +312,7 @@ def wait_for_responses(
         fan: FanOut[Response] | None = run_coro_as_sync(follow_all())
     except BaseException as exc:
         interrupted.set()
-        cancel_responses(creds, ids, cancel_reason(exc), cancel_wait_seconds)
+        cancel_jobs(creds, [JobRef(RESPONSE.name, i) for i in ids], cancel_reason(exc), cancel_wait_seconds)
         raise
     flush()  # the artifacts written from the event loop, on the server before the task returns
     if fan is None:

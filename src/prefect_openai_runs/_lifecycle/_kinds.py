@@ -67,3 +67,12 @@ class JobKind(Protocol[J]):
 
     def outcome_error(self, job: J, reason: str | None = None) -> JobOutcomeError | None:
         """The exception for a job that ended without completing (``None`` once completed)."""
+
+
+_KIND_BY_OBJECT = {"thread.run": "run", "response": "response", "batch": "batch"}
+
+
+def ref_of(job: object) -> JobRef:
+    """The address of a job of any kind, from the ``object`` and ids the API gives it."""
+    kind = _KIND_BY_OBJECT.get(str(getattr(job, "object", "")), "job")
+    return JobRef(kind, str(getattr(job, "id", "")), getattr(job, "thread_id", None))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
-from uuid import UUID
 
 from prefect_openai_runs._lifecycle._follower import StatusChange
 from prefect_openai_runs._lifecycle._hooks import FLUSH_SECONDS, PrefectJobHooks
@@ -17,7 +16,6 @@ from prefect_openai_runs._recording import (
     ToolCallRecord,
     flush,
     job_artifact_key,
-    registered_jobs,
     write_job_artifact,
 )
 from prefect_openai_runs._recording._markdown import stamp
@@ -110,8 +108,3 @@ class ResponseHooks(PrefectJobHooks[Response]):
         extra = replace(self.extras or ArtifactExtras(), tool_calls=tool_call_records(job, outputs))
         write_job_artifact(self.view(job), timeline, reason, extra, self.flow_run_id)
         flush(FLUSH_SECONDS)
-
-
-def registered_responses(flow_run_id: UUID) -> list[str]:
-    """The ids of every response our tasks and flows created in a flow run, read back from the server."""
-    return [ref.id for ref in registered_jobs(flow_run_id) if ref.kind == RESPONSE_KIND]

@@ -96,7 +96,7 @@ async def follow(api: AsyncJobApi[J, Any], follower: JobFollower[J], events: Rea
                 get_logger().info("The event stream of %s broke (%s); polling instead", follower.ref.describe(), exc)
             finally:
                 if not events.ended and (follower.settled or follower.timed_out):
-                    await events.close()
+                    events.close_soon()  # never before the cancel that may follow
         plan = follower.polling(wait_first=events is None)
         try:
             step = next(plan)

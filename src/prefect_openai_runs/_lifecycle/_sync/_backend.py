@@ -79,3 +79,7 @@ class Reader(Generic[T]):
         """Stop reading: the helper closes the stream once it wakes."""
         self.ended = True
         self._stop.set()
+
+    def close_soon(self) -> None:
+        """The same as :meth:`close`, which never blocks on this side."""
+        self.close()

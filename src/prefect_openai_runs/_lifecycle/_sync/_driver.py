@@ -97,7 +97,7 @@ def follow(api: JobApi[J, Any], follower: JobFollower[J], events: Reader[J] | No
                 get_logger().info("The event stream of %s broke (%s); polling instead", follower.ref.describe(), exc)
             finally:
                 if not events.ended and (follower.settled or follower.timed_out):
-                    events.close()
+                    events.close_soon()  # never before the cancel that may follow
         plan = follower.polling(wait_first=events is None)
         try:
             step = next(plan)

@@ -1,6 +1,6 @@
 """prefect-openai-runs: drive OpenAI's long-running jobs from Prefect 3, safely.
 
-Create a job (an Assistants run today; background responses and batches through the same core), follow it
+Create a job (an Assistants run or a background response; batches through the same core), follow it
 to its end, and cancel it when the pipeline's deadline passes or something fails, so that no job is left
 burning tokens and every outcome is visible in the Prefect UI.
 """
@@ -11,7 +11,13 @@ from prefect_openai_runs._lifecycle._outcome import CancelOutcome, CancelResult
 from prefect_openai_runs._recording import RunRef
 from prefect_openai_runs._version import __version__
 from prefect_openai_runs.blocks import OpenAICredentials
-from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY, AsyncRunsClient, RunsClient
+from prefect_openai_runs.client import (
+    IDEMPOTENCY_METADATA_KEY,
+    AsyncResponsesClient,
+    AsyncRunsClient,
+    ResponsesClient,
+    RunsClient,
+)
 from prefect_openai_runs.exceptions import (
     APIConnectionError,
     APIError,
@@ -23,6 +29,7 @@ from prefect_openai_runs.exceptions import (
     JobOutcomeError,
     JobTimedOut,
     OpenAIRunsError,
+    ResponseMayExistError,
     RunCancelled,
     RunExpired,
     RunFailed,
@@ -32,7 +39,7 @@ from prefect_openai_runs.exceptions import (
     ToolCallError,
 )
 from prefect_openai_runs.jobs import OpenAIAssistantJobRun, OpenAIAssistantRun
-from prefect_openai_runs.models import Run, RunStatus
+from prefect_openai_runs.models import Response, ResponseStatus, Run, RunStatus
 from prefect_openai_runs.retry import RetryPolicy
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AsyncResponsesClient",
     "AsyncRunsClient",
     "CancelOutcome",
     "CancelResult",
@@ -55,6 +63,10 @@ __all__ = [
     "OpenAICredentials",
     "OpenAIRunsError",
     "PollSchedule",
+    "Response",
+    "ResponseMayExistError",
+    "ResponseStatus",
+    "ResponsesClient",
     "RetryPolicy",
     "Run",
     "RunCancelled",

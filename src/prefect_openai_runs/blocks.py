@@ -9,7 +9,14 @@ from prefect.blocks.abstract import CredentialsBlock
 from prefect.blocks.fields import SecretDict
 from pydantic import Field, HttpUrl, SecretStr
 
-from prefect_openai_runs.client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, AsyncRunsClient, RunsClient
+from prefect_openai_runs.client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    AsyncResponsesClient,
+    AsyncRunsClient,
+    ResponsesClient,
+    RunsClient,
+)
 from prefect_openai_runs.retry import RetryPolicy
 
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -146,6 +153,14 @@ class OpenAICredentials(CredentialsBlock):
     def get_async_client(self, **overrides: Any) -> AsyncRunsClient:
         """An asynchronous client with these settings (keyword arguments override them)."""
         return AsyncRunsClient(**self._client_options(overrides))
+
+    def get_responses_client(self, **overrides: Any) -> ResponsesClient:
+        """A synchronous client of background responses with these settings (keyword arguments override them)."""
+        return ResponsesClient(**self._client_options(overrides))
+
+    def get_async_responses_client(self, **overrides: Any) -> AsyncResponsesClient:
+        """An asynchronous client of background responses with these settings (keyword arguments override them)."""
+        return AsyncResponsesClient(**self._client_options(overrides))
 
 
 def resolve_credentials(credentials: OpenAICredentials | str) -> OpenAICredentials:

@@ -7,6 +7,9 @@ temporary server (SQLite). It prints each run's final status and the key of its 
 1. ``completes``: a prompt answered normally.
 2. ``deadline``: a run that would take a minute, cancelled when its 2 s deadline passes.
 3. ``tool-call``: a run that calls a function, answered by a Python handler run as a Prefect task.
+
+The same three with background responses (``run_response``): ``resp-completes``, ``resp-deadline``
+(cancelled at its 1 s deadline) and ``resp-tool-call`` (a function call answered by a follow-up response).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from prefect_openai_runs._lifecycle._response_hooks import response_artifact_key
 from prefect_openai_runs._recording import artifact_key
 from prefect_openai_runs.blocks import OpenAICredentials
-from prefect_openai_runs.exceptions import RunOutcomeError
-from prefect_openai_runs.flows import run_assistant
-from prefect_openai_runs.testing import RunScript, RunsEmulator, ToolCallSpec
+from prefect_openai_runs.exceptions import JobOutcomeError, RunOutcomeError
+from prefect_openai_runs.flows import run_assistant, run_response
+from prefect_openai_runs.testing import ResponseScript, RunScript, RunsEmulator, ToolCallSpec
 
 
 @dataclass(frozen=True)
@@ -31,11 +35,12 @@ class Outcome:
     run_id: str
     status: str
     detail: str
+    kind: str = "run"
 
     @property
     def artifact(self) -> str:
-        """The run artifact's key."""
-        return artifact_key(self.run_id)
+        """The run (or response) artifact's key."""
+        return response_artifact_key(self.run_id) if self.kind == "response" else artifact_key(self.run_id)
 
 
 def _weather(city: str) -> dict[str, object]:
@@ -70,6 +75,31 @@ def _run(name: str, credentials: OpenAICredentials, assistant_id: str, prompt: s
     return Outcome(name, run.id, str(run.status), f"{run.usage.total_tokens if run.usage else 0} tokens")
 
 
+WEATHER_TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+
+
+def _response_scripts(emulator: RunsEmulator) -> None:
+    emulator.add_response_script(ResponseScript(in_progress_seconds=0.3, output_text="Background mode works."))
+    emulator.add_response_script(ResponseScript(outcome="never"), match=lambda ctx: "novel" in ctx.input_text)
+    emulator.add_response_script(
+        ResponseScript(
+            output_text="",
+            function_calls=[ToolCallSpec(name="get_weather", arguments='{"city": "Paris"}')],
+            then=ResponseScript(output_text="It is sunny and 21 degrees in Paris."),
+        ),
+        match=lambda ctx: "weather" in ctx.input_text,
+    )
+
+
+def _respond(name: str, credentials: OpenAICredentials, prompt: str, **options: Any) -> Outcome:
+    try:
+        response = run_response(credentials, "gpt-5", prompt, **options)
+    except JobOutcomeError as exc:
+        return Outcome(name, exc.job.id, str(exc.job.status), exc.reason, "response")
+    tokens = response.usage.total_tokens if response.usage else 0
+    return Outcome(name, response.id, str(response.status), f"{tokens} tokens: {response.output_text}", "response")
+
+
 def main() -> int:
     """Run the three flows and print the summary; 0 when each ended as expected."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -91,14 +121,28 @@ def main() -> int:
                 tool_handlers={"get_weather": _weather},
             ),
         ]
+        _response_scripts(emulator)
+        outcomes += [
+            _respond("resp-completes", credentials, "Say hello in background mode."),
+            _respond("resp-deadline", credentials, "Write a novel about queues.", max_wait_seconds=1.0),
+            _respond(
+                "resp-tool-call",
+                credentials,
+                "What is the weather in Paris?",
+                tools=[WEATHER_TOOL],
+                tool_handlers={"get_weather": _weather},
+            ),
+        ]
         left_active = [run.id for run in emulator.active_runs()]
+        left_active += [r.id for r in emulator.responses() if r.status in ("queued", "in_progress")]
     print()
-    print(f"{'flow':<10} {'final status':<13} {'run id':<30} artifact key")
+    print(f"{'flow':<14} {'final status':<13} {'job id':<30} artifact key")
     for outcome in outcomes:
-        print(f"{outcome.name:<10} {outcome.status:<13} {outcome.run_id:<30} {outcome.artifact}")
-        print(f"{'':<10} {outcome.detail}")
-    print(f"\nruns left active on the emulator: {len(left_active)}")
+        print(f"{outcome.name:<14} {outcome.status:<13} {outcome.run_id:<30} {outcome.artifact}")
+        print(f"{'':<14} {outcome.detail}")
+    print(f"\nruns and responses left active on the emulator: {len(left_active)}")
     expected = {"completes": "completed", "deadline": "cancelled", "tool-call": "completed"}
+    expected |= {f"resp-{name}": status for name, status in expected.items()}
     ok = all(expected[o.name] == o.status for o in outcomes) and not left_active
     print("demo: OK" if ok else "demo: UNEXPECTED OUTCOME")
     return 0 if ok else 1

@@ -292,6 +292,39 @@ RunTimedOut = JobTimedOut
 """The runs' name of :class:`JobTimedOut`."""
 
 
+class ResponseMayExistError(OpenAIRunsError):
+    """Creating a background response failed in a way the server may have applied (a timeout, a dropped
+    connection, a 5xx, a stream that broke before its first event), and it was **not** sent again.
+
+    The Responses API has no idempotency key and no way to list or find a response, so a second create
+    could start a second response that nothing would ever cancel. The response, if it exists, carries
+    :attr:`idempotency_key` in its ``metadata`` (under ``prefect_openai_runs_idempotency_key``): look for
+    it in the provider's dashboard or logs; it ends by itself (a background response is kept about
+    10 minutes unless stored).
+
+    Attributes:
+        idempotency_key: The key put in the response's metadata.
+        cause: What the create ran into, in words (masked of secrets).
+    """
+
+    def __init__(self, cause: str, *, idempotency_key: str) -> None:
+        self.idempotency_key = idempotency_key
+        self.cause = cause
+        super().__init__(
+            f"creating the background response failed after it may have reached the server ({cause}); a "
+            f"response may exist, tagged with metadata prefect_openai_runs_idempotency_key={idempotency_key}. "
+            "It was not sent again: the Responses API offers no way to find a response by key, so a second "
+            "create could leave two responses"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_may_exist, (self.cause, self.idempotency_key))
+
+
+def _rebuild_may_exist(cause: str, key: str) -> ResponseMayExistError:
+    return ResponseMayExistError(cause, idempotency_key=key)
+
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -313,6 +346,7 @@ __all__ = [
     "OpenAIRunsError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseMayExistError",
     "ResponseNotCancellableError",
     "RetryAfterTooLongError",
     "RunCancelled",

@@ -198,4 +198,7 @@ def run_assistant_fan_out(
     return wait_for_runs(credentials, runs, max_wait_seconds=max_wait_seconds, fail_fast=fail_fast)
 
 
-__all__ = ["answer_tool_calls", "cancel_orphaned_runs", "run_assistant", "run_assistant_fan_out"]
+# Background responses (see _responses_flows), here so that every flow is in one module.
+from prefect_openai_runs._responses_flows import run_response  # noqa: E402
+
+__all__ = ["answer_tool_calls", "cancel_orphaned_runs", "run_assistant", "run_assistant_fan_out", "run_response"]

@@ -39,12 +39,15 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs._intents import Intent, recorded_intents
 from prefect_openai_runs._lifecycle._async._driver import Ending, end_job
+from prefect_openai_runs._lifecycle._async._responses import AsyncResponsesApi
 from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS as CANCEL_WAIT
 from prefect_openai_runs._lifecycle._follower import JobFollower, StatusChange
 from prefect_openai_runs._lifecycle._hooks import PrefectJobHooks
 from prefect_openai_runs._lifecycle._kinds import JobRef, ref_of
 from prefect_openai_runs._lifecycle._outcome import CancelOutcome, CancelResult, cancel_reason
+from prefect_openai_runs._lifecycle._response_hooks import response_view
+from prefect_openai_runs._lifecycle._response_kind import RESPONSE
 from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs._logging import get_logger, logging_to_flow_run
 from prefect_openai_runs._recording import JobView, RunRef, current_flow_run_id, registered_jobs, run_view
@@ -91,7 +94,16 @@ def _find_run(credentials: OpenAICredentials, intent: Intent) -> JobRef | None:
     return None if run is None else RUN.ref(run)
 
 
-KINDS: dict[str, KindSupport] = {RUN.name: KindSupport(_runs_api, run_view, _find_run)}
+@asynccontextmanager
+async def _responses_api(credentials: OpenAICredentials) -> AsyncIterator[AsyncResponsesApi]:
+    async with credentials.get_async_responses_client() as client:
+        yield AsyncResponsesApi(client)
+
+
+KINDS: dict[str, KindSupport] = {
+    RUN.name: KindSupport(_runs_api, run_view, _find_run),
+    RESPONSE.name: KindSupport(_responses_api, response_view),  # no find: a response cannot be found by key
+}
 """Every kind of job the guard hooks and the orphan sweep can end, by name."""
 
 

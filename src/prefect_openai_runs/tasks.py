@@ -413,14 +413,28 @@ def wait_for_runs(
     return [f.job for f in fan.followers if f.job is not None]
 
 
+# Background responses (see _responses_tasks), here so that every task is in one module.
+from prefect_openai_runs._responses_tasks import (  # noqa: E402
+    cancel_response,
+    create_background_response,
+    get_response,
+    wait_for_response,
+    wait_for_responses,
+)
+
 __all__ = [
+    "cancel_response",
     "cancel_run",
+    "create_background_response",
     "create_run",
     "create_thread_and_run",
+    "get_response",
     "get_run",
     "get_run_output",
     "read_reply",
     "submit_tool_outputs",
+    "wait_for_response",
+    "wait_for_responses",
     "wait_for_run",
     "wait_for_runs",
 ]

@@ -93,3 +93,9 @@ def delete_response(response_id: str) -> Operation[ResponseDeleted]:
     """``DELETE /responses/{response_id}``."""
     reply = yield Call("DELETE", response_path(response_id))
     return parse(ResponseDeleted, reply.body)
+
+
+def poll_response(response_id: str) -> Operation[tuple[Response, int | None]]:
+    """``GET /responses/{response_id}`` with the server's polling hint (``openai-poll-after-ms``), if sent."""
+    reply = yield Call("GET", response_path(response_id))
+    return parse(Response, reply.body), reply.poll_after_ms

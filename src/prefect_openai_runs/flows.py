@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
 from prefect_openai_runs._lifecycle._hooks import RunHooks
-from prefect_openai_runs._lifecycle._keys import logical_key
+from prefect_openai_runs._lifecycle._keys import derived_key, logical_key
 from prefect_openai_runs._lifecycle._steps import STEPS
 from prefect_openai_runs._lifecycle._sync._backend import Reader
 from prefect_openai_runs._lifecycle._sync._driver import run_job
@@ -181,11 +181,14 @@ def run_assistant_fan_out(
     prompts: list[str],
     max_wait_seconds: float = 600.0,
     fail_fast: bool = True,
+    idempotency_key_prefix: str | None = None,
     **run_parameters: Any,
 ) -> list[Run]:
     """Start one run per prompt (each on its own thread) and follow them all from one event loop.
 
-    When one does not complete and ``fail_fast`` is set, every sibling still active is cancelled.
+    When one does not complete and ``fail_fast`` is set, every sibling still active is cancelled. With
+    ``idempotency_key_prefix``, the runs' keys derive from it and the prompt's rank, not from this flow
+    run: another flow run with the same prefix re-attaches to them instead of creating others.
 
     Example:
         ```python
@@ -194,11 +197,24 @@ def run_assistant_fan_out(
     """
     if not prompts:
         raise ValueError("prompts must hold at least one prompt")
-    runs = [create_thread_and_run(credentials, assistant_id, [prompt], **run_parameters) for prompt in prompts]
+    keys = [derived_key(idempotency_key_prefix, i) if idempotency_key_prefix else None for i in range(len(prompts))]
+    runs = [
+        create_thread_and_run(credentials, assistant_id, [prompt], idempotency_key=key, **run_parameters)
+        for prompt, key in zip(prompts, keys, strict=True)
+    ]
     return wait_for_runs(credentials, runs, max_wait_seconds=max_wait_seconds, fail_fast=fail_fast)
 
 
-# Background responses (see _responses_flows), here so that every flow is in one module.
+# Background responses (see _responses_flows) and the fleet fan-out (see _fleet), here so that every
+# flow is in one module.
+from prefect_openai_runs._fleet import run_assistant_fleet  # noqa: E402
 from prefect_openai_runs._responses_flows import run_response  # noqa: E402
 
-__all__ = ["answer_tool_calls", "cancel_orphaned_runs", "run_assistant", "run_assistant_fan_out", "run_response"]
+__all__ = [
+    "answer_tool_calls",
+    "cancel_orphaned_runs",
+    "run_assistant",
+    "run_assistant_fan_out",
+    "run_assistant_fleet",
+    "run_response",
+]

@@ -132,16 +132,40 @@ def thread_for(client: RunsClient, key: str, thread: CreateThreadParams) -> str:
     return client.create_thread(thread).id
 
 
+def reattach_or_create(client: RunsClient, key: str, thread: CreateThreadParams, params: CreateRunParams) -> Run:
+    """The run created with idempotency ``key`` by an earlier attempt (found through its recorded intent),
+    else a new one: on the thread that attempt created, or on a new thread."""
+    earlier = find_intent(key)
+    if earlier is None or not earlier.parent_id:
+        return create_recorded_run(client, client.create_thread(thread).id, params, key)
+    found = client.find_run(earlier.parent_id, key)
+    if found is not None:
+        get_logger().info("Re-attaching to run %s, which an earlier attempt created", found.id)
+        return found
+    get_logger().info("Retrying on thread %s, where an earlier attempt recorded its run", earlier.parent_id)
+    return create_recorded_run(client, earlier.parent_id, params, key)
+
+
 @task(name="Create OpenAI thread and run", cache_policy=NO_CACHE)
 def create_thread_and_run(
     credentials: Credentials,
     assistant_id: str,
     messages: Sequence[MessageInput] | None = None,
+    idempotency_key: str | None = None,
     **run_parameters: Any,
 ) -> Run:
     """Create a thread and a run on it that brings ``messages`` (so a retry never makes two runs).
 
-    A Prefect retry of this task reuses the thread its earlier attempt created and finds the run there.
+    A Prefect retry of this task reuses the thread its earlier attempt created and finds the run there;
+    so does any later call with the same ``idempotency_key`` (another flow run re-running a lost chunk of
+    a fleet fan-out re-attaches to the run instead of creating another).
+
+    Args:
+        credentials: The credentials block, or the name of a saved one.
+        assistant_id: The assistant to run.
+        messages: The thread's messages (strings are user messages).
+        idempotency_key: The create's idempotency key (default: derived from this task run).
+        **run_parameters: Any other *create run* parameter.
 
     Example:
         ```python
@@ -154,10 +178,10 @@ def create_thread_and_run(
         ),
         {},
     )
-    key = logical_key("run")
+    key = idempotency_key or logical_key("run")
     with_idempotency_key(run_part, key)  # before the thread exists
     with resolve_credentials(credentials).get_client() as client:
-        return create_recorded_run(client, thread_for(client, key, thread_part), run_part, key)
+        return reattach_or_create(client, key, thread_part, run_part)
 
 
 @task(name="Get OpenAI run", cache_policy=NO_CACHE)

@@ -39,3 +39,9 @@ def logical_key(purpose: str) -> str:
         _ranks[(basis, attempt, purpose)] += 1
         rank = _ranks[(basis, attempt, purpose)]
     return hashlib.sha256(f"{basis}:{purpose}:{rank}".encode()).hexdigest()[:32]
+
+
+def derived_key(prefix: str, index: int, purpose: str = "run") -> str:
+    """A 32-hex-character idempotency key for the ``index``-th create under ``prefix``, whatever flow run
+    makes it (a fleet fan-out re-running a lost chunk on a new flow run finds the runs already created)."""
+    return hashlib.sha256(f"{prefix}:{purpose}:{index}".encode()).hexdigest()[:32]

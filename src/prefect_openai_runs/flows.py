@@ -14,6 +14,7 @@ from typing import Any
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
+from prefect_openai_runs._intents import find_intent
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
 from prefect_openai_runs._lifecycle._keys import logical_key
 from prefect_openai_runs._lifecycle._sync._backend import Reader
@@ -154,13 +155,14 @@ def run_assistant(
     )
     key = logical_key("run")
     with_idempotency_key(params, key)  # room for the key in metadata: checked before anything is created
+    earlier = find_intent(key)
     with creds.get_client() as client:
         api = RunsApi(client)
-        thread = thread_id if thread_id is not None else thread_for(client, key, CreateThreadParams())
+        thread = thread_id if thread_id is not None else thread_for(client, earlier, CreateThreadParams())
         hooks = _TaskHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
         return run_job(
             api,
-            RunSpec(thread, params, key),
+            RunSpec(thread, params, key, reattach=earlier is not None),
             key=key,
             parent_id=thread,
             max_wait_seconds=max_wait_seconds,

@@ -74,13 +74,16 @@ class _TaskHooks(RunHooks):
         record_intent(Intent(kind, key, parent_id))
 
 
-def create_recorded_run(client: RunsClient, thread_id: str, params: CreateRunParams, key: str) -> Run:
+def create_recorded_run(
+    client: RunsClient, thread_id: str, params: CreateRunParams, key: str, earlier: Intent | None
+) -> Run:
     """Create a run tagged with ``key``, recording the intent first and the run at once; after an
-    ambiguous failure the run is looked up by its key before the error is raised."""
+    ambiguous failure the run is looked up by its key before the error is raised. When an ``earlier``
+    attempt recorded its intent, the run it created (active or completed) is returned instead."""
     with_idempotency_key(params, key)  # room for the key in metadata: checked before anything is sent
     run, _ = start_job(
         RunsApi(client),
-        RunSpec(thread_id, params, key),
+        RunSpec(thread_id, params, key, reattach=earlier is not None),
         key=key,
         parent_id=thread_id,
         stream=False,
@@ -126,13 +129,13 @@ def create_run(
         ```
     """
     params = CreateRunParams(assistant_id=assistant_id, additional_messages=_messages(messages), **run_parameters)
+    key = logical_key("run")
     with resolve_credentials(credentials).get_client() as client:
-        return create_recorded_run(client, thread_id, params, logical_key("run"))
+        return create_recorded_run(client, thread_id, params, key, find_intent(key))
 
 
-def thread_for(client: RunsClient, key: str, thread: CreateThreadParams) -> str:
-    """The thread a run with idempotency ``key`` goes on: the one an earlier attempt recorded, else a new one."""
-    earlier = find_intent(key)
+def thread_for(client: RunsClient, earlier: Intent | None, thread: CreateThreadParams) -> str:
+    """The thread a run goes on: the one its ``earlier`` attempt recorded, else a new one."""
     if earlier is not None and earlier.parent_id:
         get_logger().info("Retrying on thread %s, where an earlier attempt created its run", earlier.parent_id)
         return earlier.parent_id
@@ -163,8 +166,9 @@ def create_thread_and_run(
     )
     key = logical_key("run")
     with_idempotency_key(run_part, key)  # before the thread exists
+    earlier = find_intent(key)
     with resolve_credentials(credentials).get_client() as client:
-        return create_recorded_run(client, thread_for(client, key, thread_part), run_part, key)
+        return create_recorded_run(client, thread_for(client, earlier, thread_part), run_part, key, earlier)
 
 
 @task(name="Get OpenAI run", cache_policy=NO_CACHE)

@@ -50,7 +50,9 @@ def _drop_create_answer(emulator: RunsEmulator, lookups_failing: int = 0) -> Non
 
 def _intent(key: str) -> Any:
     with get_client(sync_client=True) as client:
-        [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[intent_key(key)])))
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[intent_key(key)]))
+        )
     return artifact
 
 
@@ -193,7 +195,9 @@ def test_an_ambiguous_create_stays_ambiguous_through_a_429(runs_emulator: RunsEm
 def test_a_create_answered_with_a_body_that_is_not_a_run_is_looked_into(runs_emulator: RunsEmulator) -> None:
     credentials = _no_retries(runs_emulator)
     runs_emulator.add_fault(
-        FaultRule(method="POST", path=CREATE, status=200, raw_body="<html>proxy</html>", headers={"content-type": "text/html"})
+        FaultRule(
+            method="POST", path=CREATE, status=200, raw_body="<html>proxy</html>", headers={"content-type": "text/html"}
+        )
     )
     with credentials.get_client() as client:
         thread = client.create_thread()

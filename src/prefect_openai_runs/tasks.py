@@ -387,9 +387,7 @@ def wait_for_runs(
     """
     if not max_wait_seconds > 0:
         raise ValueError(f"max_wait_seconds must be positive, got {max_wait_seconds}")
-    refs = [
-        JobRef(RUN.name, r.id, r.thread_id) if isinstance(r, Run) else JobRef(RUN.name, r[1], r[0]) for r in runs
-    ]
+    refs = [JobRef(RUN.name, r.id, r.thread_id) if isinstance(r, Run) else JobRef(RUN.name, r[1], r[0]) for r in runs]
     creds = resolve_credentials(credentials)
     interrupted = threading.Event()
 

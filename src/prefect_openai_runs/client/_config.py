@@ -172,7 +172,9 @@ class RunStreamCodec:
             self.thread_id, self.run_id = run.thread_id, run.id
         if event.event == "error":
             text = mask_secrets(str(getattr(event.data, "message", event.data)), self._secrets)
-            raise StreamError(f"the server sent an error event: {text}", run_id=self.run_id, thread_id=self.thread_id)
+            raise StreamError(
+                f"the server sent an error event: {text}", run_id=self.run_id, thread_id=self.thread_id
+            )
         return event
 
     def is_end(self, event: StreamEvent) -> bool:

@@ -64,7 +64,9 @@ class RunsClient(ClientBase):
         """Create a thread, optionally with ``messages`` and ``metadata``."""
         return self._drive(ops.create_thread(thread_params(params, options)))
 
-    def add_message(self, thread_id: str, content: str, *, role: Literal["user", "assistant"] = "user") -> Message:
+    def add_message(
+        self, thread_id: str, content: str, *, role: Literal["user", "assistant"] = "user"
+    ) -> Message:
         """Add a message to a thread."""
         return self._drive(ops.add_message(thread_id, CreateMessageParams(role=role, content=content)))
 

@@ -9,11 +9,12 @@ create by at most :data:`WRITE_TIMEOUT` seconds, and the intent is then logged l
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from dataclasses import dataclass
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
@@ -45,8 +46,9 @@ def intent_key(key: str) -> str:
     return f"{INTENT_KEY_PREFIX}{key.lower()}"
 
 
-def _write(intent: Intent, flow_run_id: UUID | None) -> None:
-    artifact = ArtifactCreate(
+def intent_artifact(intent: Intent, flow_run_id: UUID | None) -> ArtifactCreate:
+    """The artifact that records ``intent`` in a flow run."""
+    return ArtifactCreate(
         key=intent_key(intent.key),
         type="markdown",
         description=f"creating an OpenAI {intent.kind} (idempotency key {intent.key})",
@@ -54,20 +56,39 @@ def _write(intent: Intent, flow_run_id: UUID | None) -> None:
         metadata_={"kind": intent.kind, "idempotency_key": intent.key, "parent_id": intent.parent_id or ""},
         flow_run_id=flow_run_id,
     )
+
+
+def _write(intent: Intent, flow_run_id: UUID | None) -> None:
     with get_client(sync_client=True) as client:
-        client.create_artifact(artifact=artifact)
+        client.create_artifact(artifact=intent_artifact(intent, flow_run_id))
+
+
+def _log(intent: Intent) -> None:
+    get_logger().info(
+        "Creating an OpenAI %s on %s with idempotency key %s", intent.kind, intent.parent_id or "-", intent.key
+    )
 
 
 def record_intent(intent: Intent) -> None:
     """Log the intent and write it to the Prefect server (inside a flow run; bounded in time)."""
-    get_logger().info(
-        "Creating an OpenAI %s on %s with idempotency key %s", intent.kind, intent.parent_id or "-", intent.key
-    )
+    _log(intent)
     flow_run_id = current_flow_run_id()
     if flow_run_id is None:
         return
     try:
         _pool.submit(_write, intent, flow_run_id).result(timeout=WRITE_TIMEOUT)
+    except Exception as exc:
+        get_logger().warning("Could not record the intent %s on the Prefect server (%s); logged here", intent, exc)
+
+
+async def record_intent_async(client: PrefectClient, intent: Intent) -> None:
+    """:func:`record_intent` from an event loop, through an open Prefect client (bounded in time)."""
+    _log(intent)
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return
+    try:
+        await asyncio.wait_for(client.create_artifact(artifact=intent_artifact(intent, flow_run_id)), WRITE_TIMEOUT)
     except Exception as exc:
         get_logger().warning("Could not record the intent %s on the Prefect server (%s); logged here", intent, exc)
 

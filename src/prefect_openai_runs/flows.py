@@ -26,7 +26,14 @@ from prefect_openai_runs.client._operations import check_id, with_idempotency_ke
 from prefect_openai_runs.exceptions import ToolCallError
 from prefect_openai_runs.guard import cancel_orphaned_runs
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, CreateThreadParams, Run
-from prefect_openai_runs.tasks import _TaskHooks, create_thread_and_run, read_reply, thread_for, wait_for_runs
+from prefect_openai_runs.tasks import (
+    DEFAULT_CREATE_CONCURRENCY,
+    _TaskHooks,
+    create_threads_and_runs,
+    read_reply,
+    thread_for,
+    wait_for_runs,
+)
 
 ToolHandler = Callable[..., Any]
 
@@ -180,11 +187,14 @@ def run_assistant_fan_out(
     prompts: list[str],
     max_wait_seconds: float = 600.0,
     fail_fast: bool = True,
+    concurrency: int = DEFAULT_CREATE_CONCURRENCY,
     **run_parameters: Any,
 ) -> list[Run]:
     """Start one run per prompt (each on its own thread) and follow them all from one event loop.
 
-    When one does not complete and ``fail_fast`` is set, every sibling still active is cancelled.
+    The runs are created ``concurrency`` at once; if one create fails (or the flow is interrupted
+    meanwhile), the runs already created are cancelled and the error goes on. When one run does not
+    complete and ``fail_fast`` is set, every sibling still active is cancelled.
 
     Example:
         ```python
@@ -193,7 +203,7 @@ def run_assistant_fan_out(
     """
     if not prompts:
         raise ValueError("prompts must hold at least one prompt")
-    runs = [create_thread_and_run(credentials, assistant_id, [prompt], **run_parameters) for prompt in prompts]
+    runs = create_threads_and_runs(credentials, assistant_id, prompts, concurrency, **run_parameters)
     return wait_for_runs(credentials, runs, max_wait_seconds=max_wait_seconds, fail_fast=fail_fast)
 
 

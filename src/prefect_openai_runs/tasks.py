@@ -17,8 +17,10 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from prefect_openai_runs._create_many import create_runs
 from prefect_openai_runs._intents import Intent, find_intent, record_intent
 from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
 from prefect_openai_runs._lifecycle._fanout import FanOut, follow_many
@@ -53,6 +55,8 @@ from prefect_openai_runs.models import (
 )
 
 Credentials = OpenAICredentials | str
+DEFAULT_CREATE_CONCURRENCY = 50
+"""How many creates :func:`create_threads_and_runs` keeps in flight at once."""
 MessageInput = str | Mapping[str, Any]
 
 
@@ -169,6 +173,68 @@ def create_thread_and_run(
     earlier = find_intent(key)
     with resolve_credentials(credentials).get_client() as client:
         return create_recorded_run(client, thread_for(client, earlier, thread_part), run_part, key, earlier)
+
+
+@task(name="Create OpenAI threads and runs", cache_policy=NO_CACHE)
+def create_threads_and_runs(
+    credentials: Credentials,
+    assistant_id: str,
+    prompts: Sequence[MessageInput],
+    concurrency: int = DEFAULT_CREATE_CONCURRENCY,
+    cancel_wait_seconds: float = DEFAULT_CANCEL_WAIT_SECONDS,
+    **run_parameters: Any,
+) -> list[Run]:
+    """Create one run per prompt, each on its own new thread, ``concurrency`` at once, all or nothing.
+
+    Every prompt's parameters are checked before any request. Each create records its intent first and
+    its run at once. If a create fails (a refused key, a ``retry-after`` longer than allowed, ...) or the
+    task is interrupted (a flow timeout, a cancellation, a crash signal), no further create starts and
+    every run already created is cancelled before the error goes on.
+
+    Args:
+        credentials: The credentials block, or the name of a saved one.
+        assistant_id: The assistant to run.
+        prompts: One user message (a string or a message dict) per run.
+        concurrency: How many creates are in flight at once.
+        cancel_wait_seconds: How long to wait for each cancel after a failure.
+        **run_parameters: Any other *create run* parameter, the same for every run.
+
+    Returns:
+        The runs, in the order of the prompts.
+
+    Example:
+        ```python
+        runs = create_threads_and_runs("openai", "asst_abc", ["a", "b", "c"], concurrency=20)
+        ```
+    """
+    if isinstance(prompts, str | Mapping):
+        raise TypeError("prompts must be a list of prompts (strings or message dicts), not a single prompt")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be 1 or more, got {concurrency}")
+    params = [
+        CreateRunParams(assistant_id=assistant_id, additional_messages=_messages([prompt]), **run_parameters)
+        for prompt in prompts
+    ]
+    keys = [logical_key("run") for _ in params]
+    for one, key in zip(params, keys, strict=True):
+        with_idempotency_key(one, key)  # room for the key in metadata: checked before anything is created
+    creds = resolve_credentials(credentials)
+    created: list[Run] = []
+    stopped = threading.Event()
+
+    async def create_all() -> list[Run]:
+        async with creds.get_async_client() as client, get_client() as prefect:
+            return await create_runs(client, prefect, params, keys, concurrency, created, stopped)
+
+    try:
+        return run_coro_as_sync(create_all()) or []
+    except BaseException as exc:
+        stopped.set()
+        if created:
+            reason = f"{cancel_reason(exc)} (while creating {len(params)} runs)"
+            get_logger().warning("Cancelling the %d run(s) created before the failure: %s", len(created), reason)
+            cancel_runs(creds, [RunRef(r.thread_id, r.id) for r in list(created)], reason, cancel_wait_seconds)
+        raise
 
 
 @task(name="Get OpenAI run", cache_policy=NO_CACHE)

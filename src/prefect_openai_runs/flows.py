@@ -47,14 +47,33 @@ def _message_params(messages: Sequence[str | Mapping[str, Any]] | None) -> list[
     ]
 
 
-def _as_task(name: str, handler: ToolHandler) -> Task[..., Any]:
-    if isinstance(handler, Task):
-        return handler
-    return task(name=f"tool {name}", cache_policy=NO_CACHE)(handler)
+def _as_task(name: str, handler: ToolHandler, timeout_seconds: float | None) -> Task[..., Any]:
+    """The handler as a Prefect task named after the tool, taking the model's arguments as ONE dict: an
+    argument named like a Prefect call option (``return_state``, ``wait_for``) reaches the handler as is.
+    It may run at most ``timeout_seconds`` (what is left of the deadline)."""
+    call = handler.fn if isinstance(handler, Task) else handler
+
+    def run_tool(arguments: dict[str, Any]) -> Any:
+        return call(**arguments)
+
+    options: dict[str, Any] = {"name": f"tool {name}", "cache_policy": NO_CACHE, "timeout_seconds": timeout_seconds}
+    if isinstance(handler, Task):  # keep what the user's task says (its name, retries, a shorter timeout)
+        own = handler.timeout_seconds
+        options.update(name=handler.name, retries=handler.retries, retry_delay_seconds=handler.retry_delay_seconds)
+        if own is not None and (timeout_seconds is None or own < timeout_seconds):
+            options["timeout_seconds"] = own
+    return task(**options)(run_tool)
 
 
-def answer_tool_calls(run: Run, handlers: Mapping[str, ToolHandler]) -> dict[str, str]:
+def answer_tool_calls(
+    run: Run, handlers: Mapping[str, ToolHandler], timeout_seconds: float | None = None
+) -> dict[str, str]:
     """Run the handler of every tool call of ``run`` (each as a Prefect task) and collect the outputs.
+
+    Args:
+        run: The run, in ``requires_action``.
+        handlers: Function name to callable (or Prefect task); it gets the model's arguments unchanged.
+        timeout_seconds: How long each handler may run (the task's ``timeout_seconds``).
 
     Raises:
         ToolCallError: A function has no handler, its arguments are not JSON, or its handler raised.
@@ -72,8 +91,10 @@ def answer_tool_calls(run: Run, handlers: Mapping[str, ToolHandler]) -> dict[str
             arguments = json.loads(call.function.arguments or "{}")
         except ValueError as exc:
             raise ToolCallError(run, f"function {name!r} was called with arguments that are not JSON", name) from exc
+        if not isinstance(arguments, dict):
+            raise ToolCallError(run, f"function {name!r} was called with arguments that are not a JSON object", name)
         try:
-            value = _as_task(name, handler)(**arguments)
+            value = _as_task(name, handler, timeout_seconds)(arguments)
         except Exception as exc:
             raise ToolCallError(run, f"the tool handler of {name!r} raised {type(exc).__name__}: {exc}", name) from exc
         outputs[call.id] = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -89,7 +110,7 @@ class _ToolAnswers:
         self.stream = stream
 
     def __call__(self, job: Run, follower: JobFollower[Run]) -> tuple[Run | None, Reader[Run] | None]:
-        outputs = answer_tool_calls(job, self.handlers)
+        outputs = answer_tool_calls(job, self.handlers, max(follower.remaining, 0.001))
         get_logger().info("Submitting %d tool output(s) to run %s", len(outputs), job.id)
         return self.api.submit_tool_outputs(job, outputs, self.stream)
 

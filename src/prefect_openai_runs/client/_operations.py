@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from prefect_openai_runs.client._http import Call, Reply
-from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError
+from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError, RunNotCancellableError
 from prefect_openai_runs.models import (
     CreateMessageParams,
     CreateRunParams,
@@ -204,11 +204,22 @@ def modify_run(thread_id: str, run_id: str, params: ModifyRunParams) -> Operatio
 
 
 def _cancel_applied(thread_id: str, run_id: str) -> Operation[Reply | None]:
-    """After an ambiguous cancel: the run, if it is no longer cancellable (the cancel may have been
-    applied, and sending it again would only earn a 400), else ``None`` to send it again."""
+    """After an ambiguous cancel: the run, if it is ``cancelling`` or ``cancelled`` (the cancel may have
+    been applied), else ``None`` to send it again. A run that ended otherwise did not need the cancel:
+    that is told as the API would have told it (:class:`RunNotCancellableError`), not as a cancel the
+    server did not honour."""
     reply = yield Call("GET", _run_path(thread_id, run_id))
     run = parse(Run, reply.body)
-    return reply if run.status.is_terminal or run.status is RunStatus.CANCELLING else None
+    if run.status in (RunStatus.CANCELLING, RunStatus.CANCELLED):
+        return reply
+    if run.status.is_terminal:
+        raise RunNotCancellableError(
+            f"Cannot cancel run with status '{run.status.value}'.",
+            status_code=400,
+            type="invalid_request_error",
+            request_id=reply.request_id,
+        )
+    return None
 
 
 def cancel_run(thread_id: str, run_id: str) -> Operation[Run]:

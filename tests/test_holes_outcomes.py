@@ -256,6 +256,8 @@ def test_a_lost_answer_to_a_needless_cancel_is_not_called_not_honoured(
         thread = client.create_thread()
         run = client.create_run(thread.id, CreateRunParams(assistant_id=runs_emulator.default_assistant_id))
         wait_until(lambda: runs_emulator.run(run.id).status == "completed")
+        ended = runs_emulator.run(run.id).terminal_at or 0.0
+        wait_until(lambda: time.time() > ended + 3)  # seconds-resolution timestamps tell "before the cancel"
         # The cancel (sent on a stale view of the run) gets no answer: was it applied? The run says no.
         runs_emulator.add_fault(FaultRule(method="POST", path=r"/cancel$", kind="drop_before", times=1))
 

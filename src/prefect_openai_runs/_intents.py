@@ -17,6 +17,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import current_flow_run_id
@@ -119,8 +120,11 @@ def _read(flow_run_id: UUID | None, key: str | None) -> list[Intent]:
 
 
 def find_intent(key: str) -> Intent | None:
-    """The intent recorded with this idempotency key by an earlier attempt, if any (bounded in time)."""
-    if current_flow_run_id() is None:
+    """The intent recorded with this idempotency key by an earlier attempt, if any (bounded in time).
+
+    A first attempt has no earlier one: the Prefect server is not asked.
+    """
+    if current_flow_run_id() is None or not _is_retry():
         return None
     try:
         intents = _pool.submit(_read, None, key).result(timeout=WRITE_TIMEOUT)
@@ -128,6 +132,15 @@ def find_intent(key: str) -> Intent | None:
         get_logger().warning("Could not read earlier intents from the Prefect server: %s", exc)
         return None
     return intents[0] if intents else None
+
+
+def _is_retry() -> bool:
+    """Whether the current task run (else flow run) is a retry of an earlier attempt."""
+    task_ctx = TaskRunContext.get()
+    if task_ctx is not None:
+        return task_ctx.task_run.run_count > 1
+    flow_ctx = FlowRunContext.get()
+    return flow_ctx is not None and flow_ctx.flow_run is not None and flow_ctx.flow_run.run_count > 1
 
 
 def recorded_intents(flow_run_id: UUID) -> list[Intent]:

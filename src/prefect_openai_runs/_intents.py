@@ -3,30 +3,35 @@
 Written to the Prefect server (an artifact linked to the flow run, its key derived from the idempotency
 key), it lets every later path find a job whose create answer was lost: a Prefect retry of the same
 logical call reuses the thread and finds its run by key; the guard hooks and the orphan sweep find runs
-that were never recorded. It is logged at once and written through the recording layer's non-blocking
-writer: a create waits for it at most :data:`WRITE_WAIT` seconds, and not at all once the Prefect server
-is known not to answer (it is written when the server answers again).
+that were never recorded. Writing it is bounded in time: a Prefect server that does not answer delays a
+create by at most :data:`WRITE_WAIT` seconds (none once the server is known not to answer; it is then
+written when the server answers again), and the intent is logged locally at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import current_flow_run_id, get_writer
 
 INTENT_KEY_PREFIX = "openai-intent-"
+WRITE_TIMEOUT = 5.0
+"""How long an intent written from an event loop may take."""
 WRITE_WAIT = 2.0
 """How long a create waits for its intent to be on the Prefect server (none once the server is known down)."""
 READ_TIMEOUT = 5.0
-"""How long a retry waits to read an earlier attempt's intent."""
+"""How long a retry waits to read an earlier attempt's intents."""
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-intent")
 
 
@@ -50,15 +55,9 @@ def intent_key(key: str) -> str:
     return f"{INTENT_KEY_PREFIX}{key.lower()}"
 
 
-def record_intent(intent: Intent) -> None:
-    """Log the intent and queue it for the Prefect server (inside a flow run), waiting a moment for it."""
-    get_logger().info(
-        "Creating an OpenAI %s on %s with idempotency key %s", intent.kind, intent.parent_id or "-", intent.key
-    )
-    flow_run_id = current_flow_run_id()
-    if flow_run_id is None:
-        return
-    artifact = ArtifactCreate(
+def intent_artifact(intent: Intent, flow_run_id: UUID | None) -> ArtifactCreate:
+    """The artifact that records ``intent`` in a flow run."""
+    return ArtifactCreate(
         key=intent_key(intent.key),
         type="markdown",
         description=f"creating an OpenAI {intent.kind} (idempotency key {intent.key})",
@@ -66,6 +65,22 @@ def record_intent(intent: Intent) -> None:
         metadata_={"kind": intent.kind, "idempotency_key": intent.key, "parent_id": intent.parent_id or ""},
         flow_run_id=flow_run_id,
     )
+
+
+def _log(intent: Intent) -> None:
+    get_logger().info(
+        "Creating an OpenAI %s on %s with idempotency key %s", intent.kind, intent.parent_id or "-", intent.key
+    )
+
+
+def record_intent(intent: Intent) -> None:
+    """Log the intent and queue it for the Prefect server (inside a flow run), waiting a moment for it:
+    at most :data:`WRITE_WAIT` seconds, and not at all once the server is known not to answer."""
+    _log(intent)
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return
+    artifact = intent_artifact(intent, flow_run_id)
     slot = f"{intent_key(intent.key)}@{flow_run_id}"
     writer = get_writer()
 
@@ -76,42 +91,79 @@ def record_intent(intent: Intent) -> None:
     writer.wait(slot, WRITE_WAIT)
 
 
-def _read(flow_run_id: UUID | None, key: str | None) -> list[Intent]:
+async def record_intent_async(client: PrefectClient, intent: Intent) -> None:
+    """:func:`record_intent` from an event loop, through an open Prefect client (bounded in time)."""
+    _log(intent)
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return
+    try:
+        await asyncio.wait_for(client.create_artifact(artifact=intent_artifact(intent, flow_run_id)), WRITE_TIMEOUT)
+    except Exception as exc:
+        get_logger().warning("Could not record the intent %s on the Prefect server (%s); logged here", intent, exc)
+
+
+def _read(flow_run_id: UUID | None, keys: Sequence[str] | None) -> list[Intent]:
     found: dict[str, Intent] = {}
-    by_key = ArtifactFilterKey(any_=[intent_key(key)]) if key else ArtifactFilterKey(like_=f"{INTENT_KEY_PREFIX}%")
+    wanted = [intent_key(k) for k in keys] if keys else None
     with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            page = client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]) if flow_run_id else None,
-                    key=by_key,
-                ),
-                limit=200,
-                offset=offset,
+        for start in range(0, len(wanted), 200) if wanted else [0]:
+            by_key = (
+                ArtifactFilterKey(any_=wanted[start : start + 200])
+                if wanted
+                else ArtifactFilterKey(like_=f"{INTENT_KEY_PREFIX}%")
             )
-            for artifact in page:
-                meta = artifact.metadata_ or {}
-                if meta.get("idempotency_key"):
-                    found[meta["idempotency_key"]] = Intent(
-                        meta.get("kind", "run"), meta["idempotency_key"], meta.get("parent_id") or None
-                    )
-            if len(page) < 200:
-                return list(found.values())
-            offset += 200
+            offset = 0
+            while True:
+                page = client.read_artifacts(
+                    artifact_filter=ArtifactFilter(
+                        flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]) if flow_run_id else None,
+                        key=by_key,
+                    ),
+                    limit=200,
+                    offset=offset,
+                )
+                for artifact in page:
+                    meta = artifact.metadata_ or {}
+                    if meta.get("idempotency_key"):
+                        found[meta["idempotency_key"]] = Intent(
+                            meta.get("kind", "run"), meta["idempotency_key"], meta.get("parent_id") or None
+                        )
+                if len(page) < 200:
+                    break
+                offset += 200
+    return list(found.values())
 
 
-def find_intent(key: str) -> Intent | None:
-    """The intent recorded with this idempotency key by an earlier attempt, if any (bounded in time)."""
-    if current_flow_run_id() is None:
-        return None
+def find_intents(keys: Sequence[str], always: bool = False) -> dict[str, Intent]:
+    """The intents recorded with these idempotency keys by earlier attempts, by key (bounded in time).
+
+    A first attempt has no earlier one: the Prefect server is not asked, unless ``always`` (keys that
+    another flow run may have used, as a fleet fan-out's re-run chunk does).
+    """
+    if not keys or current_flow_run_id() is None or not (always or _is_retry()):
+        return {}
     try:
         # the Prefect settings (which server) live in context variables: read in this context
-        intents = _pool.submit(contextvars.copy_context().run, _read, None, key).result(timeout=READ_TIMEOUT)
+        read = _pool.submit(contextvars.copy_context().run, _read, None, list(keys))
+        return {intent.key: intent for intent in read.result(timeout=READ_TIMEOUT)}
     except Exception as exc:
         get_logger().warning("Could not read earlier intents from the Prefect server: %r", exc)
-        return None
-    return intents[0] if intents else None
+        return {}
+
+
+def find_intent(key: str, always: bool = False) -> Intent | None:
+    """The intent recorded with this idempotency key by an earlier attempt, if any (see :func:`find_intents`)."""
+    return find_intents([key], always).get(key)
+
+
+def _is_retry() -> bool:
+    """Whether the current task run (else flow run) is a retry of an earlier attempt."""
+    task_ctx = TaskRunContext.get()
+    if task_ctx is not None:
+        return task_ctx.task_run.run_count > 1
+    flow_ctx = FlowRunContext.get()
+    return flow_ctx is not None and flow_ctx.flow_run is not None and flow_ctx.flow_run.run_count > 1
 
 
 def recorded_intents(flow_run_id: UUID) -> list[Intent]:

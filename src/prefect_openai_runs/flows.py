@@ -14,6 +14,7 @@ from typing import Any
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
+from prefect_openai_runs._intents import find_intent
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
 from prefect_openai_runs._lifecycle._hooks import RunHooks
 from prefect_openai_runs._lifecycle._keys import derived_key, logical_key
@@ -27,7 +28,13 @@ from prefect_openai_runs.client._operations import check_id, with_idempotency_ke
 from prefect_openai_runs.exceptions import ToolCallError
 from prefect_openai_runs.guard import cancel_orphaned_runs
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, CreateThreadParams, Run
-from prefect_openai_runs.tasks import create_thread_and_run, read_reply, thread_for, wait_for_runs
+from prefect_openai_runs.tasks import (
+    DEFAULT_CREATE_CONCURRENCY,
+    create_threads_and_runs,
+    read_reply,
+    thread_for,
+    wait_for_runs,
+)
 
 ToolHandler = Callable[..., Any]
 
@@ -41,14 +48,33 @@ def _message_params(messages: Sequence[str | Mapping[str, Any]] | None) -> list[
     ]
 
 
-def _as_task(name: str, handler: ToolHandler) -> Task[..., Any]:
-    if isinstance(handler, Task):
-        return handler
-    return task(name=f"tool {name}", cache_policy=NO_CACHE)(handler)
+def _as_task(name: str, handler: ToolHandler, timeout_seconds: float | None) -> Task[..., Any]:
+    """The handler as a Prefect task named after the tool, taking the model's arguments as ONE dict: an
+    argument named like a Prefect call option (``return_state``, ``wait_for``) reaches the handler as is.
+    It may run at most ``timeout_seconds`` (what is left of the deadline)."""
+    call = handler.fn if isinstance(handler, Task) else handler
+
+    def run_tool(arguments: dict[str, Any]) -> Any:
+        return call(**arguments)
+
+    options: dict[str, Any] = {"name": f"tool {name}", "cache_policy": NO_CACHE, "timeout_seconds": timeout_seconds}
+    if isinstance(handler, Task):  # keep what the user's task says (its name, retries, a shorter timeout)
+        own = handler.timeout_seconds
+        options.update(name=handler.name, retries=handler.retries, retry_delay_seconds=handler.retry_delay_seconds)
+        if own is not None and (timeout_seconds is None or own < timeout_seconds):
+            options["timeout_seconds"] = own
+    return task(**options)(run_tool)
 
 
-def answer_tool_calls(run: Run, handlers: Mapping[str, ToolHandler]) -> dict[str, str]:
+def answer_tool_calls(
+    run: Run, handlers: Mapping[str, ToolHandler], timeout_seconds: float | None = None
+) -> dict[str, str]:
     """Run the handler of every tool call of ``run`` (each as a Prefect task) and collect the outputs.
+
+    Args:
+        run: The run, in ``requires_action``.
+        handlers: Function name to callable (or Prefect task); it gets the model's arguments unchanged.
+        timeout_seconds: How long each handler may run (the task's ``timeout_seconds``).
 
     Raises:
         ToolCallError: A function has no handler, its arguments are not JSON, or its handler raised.
@@ -66,8 +92,10 @@ def answer_tool_calls(run: Run, handlers: Mapping[str, ToolHandler]) -> dict[str
             arguments = json.loads(call.function.arguments or "{}")
         except ValueError as exc:
             raise ToolCallError(run, f"function {name!r} was called with arguments that are not JSON", name) from exc
+        if not isinstance(arguments, dict):
+            raise ToolCallError(run, f"function {name!r} was called with arguments that are not a JSON object", name)
         try:
-            value = _as_task(name, handler)(**arguments)
+            value = _as_task(name, handler, timeout_seconds)(arguments)
         except Exception as exc:
             raise ToolCallError(run, f"the tool handler of {name!r} raised {type(exc).__name__}: {exc}", name) from exc
         outputs[call.id] = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -83,7 +111,7 @@ class _ToolAnswers:
         self.stream = stream
 
     def __call__(self, job: Run, follower: JobFollower[Run]) -> tuple[Run | None, Reader[Run] | None]:
-        outputs = answer_tool_calls(job, self.handlers)
+        outputs = answer_tool_calls(job, self.handlers, max(follower.remaining, 0.001))
         get_logger().info("Submitting %d tool output(s) to run %s", len(outputs), job.id)
         return STEPS.run("Submit OpenAI tool outputs", lambda: self.api.submit_tool_outputs(job, outputs, self.stream))
 
@@ -156,13 +184,14 @@ def run_assistant(
     )
     key = logical_key("run")
     with_idempotency_key(params, key)  # room for the key in metadata: checked before anything is created
+    earlier = find_intent(key)
     with creds.get_client() as client:
         api = RunsApi(client)
-        thread = thread_id if thread_id is not None else thread_for(client, key, CreateThreadParams())
+        thread = thread_id if thread_id is not None else thread_for(client, earlier, CreateThreadParams())
         hooks = RunHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
         return run_job(
             api,
-            RunSpec(thread, params, key),
+            RunSpec(thread, params, key, reattach=earlier is not None),
             key=key,
             parent_id=thread,
             max_wait_seconds=max_wait_seconds,
@@ -182,11 +211,14 @@ def run_assistant_fan_out(
     max_wait_seconds: float = 600.0,
     fail_fast: bool = True,
     idempotency_key_prefix: str | None = None,
+    concurrency: int = DEFAULT_CREATE_CONCURRENCY,
     **run_parameters: Any,
 ) -> list[Run]:
     """Start one run per prompt (each on its own thread) and follow them all from one event loop.
 
-    When one does not complete and ``fail_fast`` is set, every sibling still active is cancelled. With
+    The runs are created ``concurrency`` at once; if one create fails (or the flow is interrupted
+    meanwhile), the runs already created are cancelled and the error goes on. When one run does not
+    complete and ``fail_fast`` is set, every sibling still active is cancelled. With
     ``idempotency_key_prefix``, the runs' keys derive from it and the prompt's rank, not from this flow
     run: another flow run with the same prefix re-attaches to them instead of creating others.
 
@@ -197,11 +229,14 @@ def run_assistant_fan_out(
     """
     if not prompts:
         raise ValueError("prompts must hold at least one prompt")
-    keys = [derived_key(idempotency_key_prefix, i) if idempotency_key_prefix else None for i in range(len(prompts))]
-    runs = [
-        create_thread_and_run(credentials, assistant_id, [prompt], idempotency_key=key, **run_parameters)
-        for prompt, key in zip(prompts, keys, strict=True)
-    ]
+    runs = create_threads_and_runs(
+        credentials,
+        assistant_id,
+        prompts,
+        concurrency,
+        idempotency_key_prefix=idempotency_key_prefix,
+        **run_parameters,
+    )
     return wait_for_runs(credentials, runs, max_wait_seconds=max_wait_seconds, fail_fast=fail_fast)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from prefect.blocks.abstract import JobBlock, JobRun
 from pydantic import Field, HttpUrl
 
@@ -73,11 +74,14 @@ class OpenAIAssistantJobRun(JobRun[str]):
         except RunTimedOut as exc:
             failure = exc
         except BaseException as exc:
-            try:
-                ending = await end_job(self._api, follower, exc, DEFAULT_CANCEL_WAIT_SECONDS, hooks)
-                self.run = ending.job
-            except OpenAIRunsError as error:
-                get_logger().error("Could not cancel OpenAI run %s: %s", self.run.id, error)
+            # Shielded: a flow timeout or a cancellation cancels the scope this runs in, which would
+            # cancel the cancel itself at its first await.
+            with anyio.CancelScope(shield=True):
+                try:
+                    ending = await end_job(self._api, follower, exc, DEFAULT_CANCEL_WAIT_SECONDS, hooks)
+                    self.run = ending.job
+                except OpenAIRunsError as error:
+                    get_logger().error("Could not cancel OpenAI run %s: %s", self.run.id, error)
             raise
         ending = await end_job(self._api, follower, failure, DEFAULT_CANCEL_WAIT_SECONDS, hooks)
         self.run = ending.job

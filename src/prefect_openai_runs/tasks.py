@@ -17,9 +17,11 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_openai_runs._intents import find_intent
+from prefect_openai_runs._create_many import create_runs
+from prefect_openai_runs._intents import Intent, find_intent, find_intents
 from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
 from prefect_openai_runs._lifecycle._fanout import FanOut, follow_many
 from prefect_openai_runs._lifecycle._follower import (
@@ -29,7 +31,7 @@ from prefect_openai_runs._lifecycle._follower import (
     StatusChange,
 )
 from prefect_openai_runs._lifecycle._hooks import RunHooks
-from prefect_openai_runs._lifecycle._keys import logical_key
+from prefect_openai_runs._lifecycle._keys import derived_key, logical_key
 from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._lifecycle._outcome import cancel_reason
 from prefect_openai_runs._lifecycle._run_kind import RUN
@@ -53,6 +55,8 @@ from prefect_openai_runs.models import (
 )
 
 Credentials = OpenAICredentials | str
+DEFAULT_CREATE_CONCURRENCY = 50
+"""How many creates :func:`create_threads_and_runs` keeps in flight at once."""
 MessageInput = str | Mapping[str, Any]
 
 
@@ -67,13 +71,16 @@ def _messages(messages: Sequence[MessageInput] | None) -> list[CreateMessagePara
     ]
 
 
-def create_recorded_run(client: RunsClient, thread_id: str, params: CreateRunParams, key: str) -> Run:
+def create_recorded_run(
+    client: RunsClient, thread_id: str, params: CreateRunParams, key: str, earlier: Intent | None
+) -> Run:
     """Create a run tagged with ``key``, recording the intent first and the run at once; after an
-    ambiguous failure the run is looked up by its key before the error is raised."""
+    ambiguous failure the run is looked up by its key before the error is raised. When an ``earlier``
+    attempt recorded its intent, the run it created (active or completed) is returned instead."""
     with_idempotency_key(params, key)  # room for the key in metadata: checked before anything is sent
     run, _ = start_job(
         RunsApi(client),
-        RunSpec(thread_id, params, key),
+        RunSpec(thread_id, params, key, reattach=earlier is not None),
         key=key,
         parent_id=thread_id,
         stream=False,
@@ -119,31 +126,17 @@ def create_run(
         ```
     """
     params = CreateRunParams(assistant_id=assistant_id, additional_messages=_messages(messages), **run_parameters)
+    key = logical_key("run")
     with resolve_credentials(credentials).get_client() as client:
-        return create_recorded_run(client, thread_id, params, logical_key("run"))
+        return create_recorded_run(client, thread_id, params, key, find_intent(key))
 
 
-def thread_for(client: RunsClient, key: str, thread: CreateThreadParams) -> str:
-    """The thread a run with idempotency ``key`` goes on: the one an earlier attempt recorded, else a new one."""
-    earlier = find_intent(key)
+def thread_for(client: RunsClient, earlier: Intent | None, thread: CreateThreadParams) -> str:
+    """The thread a run goes on: the one its ``earlier`` attempt recorded, else a new one."""
     if earlier is not None and earlier.parent_id:
         get_logger().info("Retrying on thread %s, where an earlier attempt created its run", earlier.parent_id)
         return earlier.parent_id
     return client.create_thread(thread).id
-
-
-def reattach_or_create(client: RunsClient, key: str, thread: CreateThreadParams, params: CreateRunParams) -> Run:
-    """The run created with idempotency ``key`` by an earlier attempt (found through its recorded intent),
-    else a new one: on the thread that attempt created, or on a new thread."""
-    earlier = find_intent(key)
-    if earlier is None or not earlier.parent_id:
-        return create_recorded_run(client, client.create_thread(thread).id, params, key)
-    found = client.find_run(earlier.parent_id, key)
-    if found is not None:
-        get_logger().info("Re-attaching to run %s, which an earlier attempt created", found.id)
-        return found
-    get_logger().info("Retrying on thread %s, where an earlier attempt recorded its run", earlier.parent_id)
-    return create_recorded_run(client, earlier.parent_id, params, key)
 
 
 @task(name="Create OpenAI thread and run", cache_policy=NO_CACHE)
@@ -180,8 +173,78 @@ def create_thread_and_run(
     )
     key = idempotency_key or logical_key("run")
     with_idempotency_key(run_part, key)  # before the thread exists
+    earlier = find_intent(key, always=idempotency_key is not None)
     with resolve_credentials(credentials).get_client() as client:
-        return reattach_or_create(client, key, thread_part, run_part)
+        return create_recorded_run(client, thread_for(client, earlier, thread_part), run_part, key, earlier)
+
+
+@task(name="Create OpenAI threads and runs", cache_policy=NO_CACHE)
+def create_threads_and_runs(
+    credentials: Credentials,
+    assistant_id: str,
+    prompts: Sequence[MessageInput],
+    concurrency: int = DEFAULT_CREATE_CONCURRENCY,
+    cancel_wait_seconds: float = DEFAULT_CANCEL_WAIT_SECONDS,
+    idempotency_key_prefix: str | None = None,
+    **run_parameters: Any,
+) -> list[Run]:
+    """Create one run per prompt, each on its own new thread, ``concurrency`` at once, all or nothing.
+
+    Every prompt's parameters are checked before any request. Each create records its intent first and
+    its run at once. If a create fails (a refused key, a ``retry-after`` longer than allowed, ...) or the
+    task is interrupted (a flow timeout, a cancellation, a crash signal), no further create starts and
+    every run already created is cancelled before the error goes on.
+
+    Args:
+        credentials: The credentials block, or the name of a saved one.
+        assistant_id: The assistant to run.
+        prompts: One user message (a string or a message dict) per run.
+        concurrency: How many creates are in flight at once.
+        cancel_wait_seconds: How long to wait for each cancel after a failure.
+        idempotency_key_prefix: Derive the runs' keys from it and the prompt's rank (default: from this task
+            run): another flow run with the same prefix re-attaches to the runs instead of creating others.
+        **run_parameters: Any other *create run* parameter, the same for every run.
+
+    Returns:
+        The runs, in the order of the prompts.
+
+    Example:
+        ```python
+        runs = create_threads_and_runs("openai", "asst_abc", ["a", "b", "c"], concurrency=20)
+        ```
+    """
+    if isinstance(prompts, str | Mapping):
+        raise TypeError("prompts must be a list of prompts (strings or message dicts), not a single prompt")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be 1 or more, got {concurrency}")
+    params = [
+        CreateRunParams(assistant_id=assistant_id, additional_messages=_messages([prompt]), **run_parameters)
+        for prompt in prompts
+    ]
+    if idempotency_key_prefix:
+        keys = [derived_key(idempotency_key_prefix, index) for index in range(len(params))]
+    else:
+        keys = [logical_key("run") for _ in params]
+    for one, key in zip(params, keys, strict=True):
+        with_idempotency_key(one, key)  # room for the key in metadata: checked before anything is created
+    earlier = find_intents(keys, always=idempotency_key_prefix is not None)
+    creds = resolve_credentials(credentials)
+    created: list[Run] = []
+    stopped = threading.Event()
+
+    async def create_all() -> list[Run]:
+        async with creds.get_async_client() as client, get_client() as prefect:
+            return await create_runs(client, prefect, params, keys, concurrency, created, stopped, earlier)
+
+    try:
+        return run_coro_as_sync(create_all()) or []
+    except BaseException as exc:
+        stopped.set()
+        if created:
+            reason = f"{cancel_reason(exc)} (while creating {len(params)} runs)"
+            get_logger().warning("Cancelling the %d run(s) created before the failure: %s", len(created), reason)
+            cancel_runs(creds, [RunRef(r.thread_id, r.id) for r in list(created)], reason, cancel_wait_seconds)
+        raise
 
 
 @task(name="Get OpenAI run", cache_policy=NO_CACHE)
@@ -452,6 +515,7 @@ __all__ = [
     "create_background_response",
     "create_run",
     "create_thread_and_run",
+    "create_threads_and_runs",
     "get_response",
     "get_run",
     "get_run_output",

@@ -10,6 +10,7 @@ request, of its parsing and of the recovery of an ambiguous create exists in one
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from prefect_openai_runs.client._http import Call, Reply
-from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError
+from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError, RunNotCancellableError
 from prefect_openai_runs.models import (
     CreateMessageParams,
     CreateRunParams,
@@ -44,6 +45,9 @@ After an ambiguous failure (timeout, dropped connection, 5xx) the client looks f
 same key on the thread before it sends the create again, so a retried create never leaves two runs.
 It takes one of the 16 metadata keys a run may have.
 """
+
+CLOCK_SLACK = 2
+"""Seconds of rounding and clock skew allowed when telling whether a run ended before a cancel was sent."""
 
 RECOVERY_WINDOW = 20
 """How many of the thread's newest runs are searched for the idempotency key."""
@@ -205,19 +209,33 @@ def modify_run(thread_id: str, run_id: str, params: ModifyRunParams) -> Operatio
     return parse(Run, reply.body)
 
 
-def _cancel_applied(thread_id: str, run_id: str) -> Operation[Reply | None]:
-    """After an ambiguous cancel: the run, if it is no longer cancellable (the cancel may have been
-    applied, and sending it again would only earn a 400), else ``None`` to send it again."""
+def _cancel_applied(thread_id: str, run_id: str, sent_at: float) -> Operation[Reply | None]:
+    """After an ambiguous cancel (sent at ``sent_at``, epoch seconds): the run, if the cancel may have
+    been applied (it is ``cancelling`` or terminal since), else ``None`` to send it again. A run that had
+    ended otherwise before the cancel was sent did not need it: that is told as the API would have told
+    it (:class:`RunNotCancellableError`), not as a cancel the server did not honour."""
     reply = yield Call("GET", _run_path(thread_id, run_id))
     run = parse(Run, reply.body)
-    return reply if run.status.is_terminal or run.status is RunStatus.CANCELLING else None
+    if run.status is RunStatus.CANCELLING or not run.status.is_terminal:
+        return reply if run.status is RunStatus.CANCELLING else None
+    ended_at = run.completed_at or run.failed_at or run.expires_at
+    if run.status is not RunStatus.CANCELLED and ended_at is not None and ended_at < int(sent_at) - CLOCK_SLACK:
+        raise RunNotCancellableError(
+            f"Cannot cancel run with status '{run.status.value}'.",
+            status_code=400,
+            type="invalid_request_error",
+            request_id=reply.request_id,
+        )
+    return reply
 
 
 def cancel_run(thread_id: str, run_id: str) -> Operation[Run]:
     """``POST /threads/{thread_id}/runs/{run_id}/cancel``; after an ambiguous failure, the run is read
-    before the cancel is sent again, so a cancel that was applied is not mistaken for one never needed."""
+    before the cancel is sent again, so a cancel that was applied is not mistaken for one never needed,
+    nor one never needed for one the server did not honour."""
+    sent_at = time.time()
     reply = yield Call(
-        "POST", f"{_run_path(thread_id, run_id)}/cancel", recover=lambda: _cancel_applied(thread_id, run_id)
+        "POST", f"{_run_path(thread_id, run_id)}/cancel", recover=lambda: _cancel_applied(thread_id, run_id, sent_at)
     )
     return parse(Run, reply.body)
 

@@ -33,11 +33,14 @@ class RunSpec:
         thread_id: The thread to run on.
         params: The create-run parameters.
         key: The idempotency key (derived from the logical call, so a Prefect retry finds its run).
+        reattach: An earlier attempt of the same call recorded its intent: a run it created with this
+            key, still active or completed, is followed instead of creating another.
     """
 
     thread_id: str
     params: CreateRunParams
     key: str
+    reattach: bool = False
 
 
 async def run_states(events: AsyncIterator[StreamEvent]) -> AsyncIterator[Run]:
@@ -61,8 +64,14 @@ class AsyncRunsApi:
         With ``stream``, the events are read up to the first run event (never past the current
         deadline), and the rest of the stream is returned. If the stream fails or ends before that, the
         run is looked up by its key (the request may have created it) and, only if it does not exist,
-        created without streaming.
+        created without streaming. With ``spec.reattach``, a run an earlier attempt created (still active,
+        or completed) is looked up first and returned instead.
         """
+        if spec.reattach:
+            earlier = await self.client.find_run(spec.thread_id, spec.key)
+            if earlier is not None and (not RUN.is_terminal(earlier) or RUN.is_completed(earlier)):
+                get_logger().info("Re-attaching to %s, created by an earlier attempt", RUN.ref(earlier).describe())
+                return earlier, None
         if stream:
             events = Reader(run_states(self.client.stream_run(spec.thread_id, spec.params, idempotency_key=spec.key)))
             try:

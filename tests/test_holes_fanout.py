@@ -1,0 +1,94 @@
+"""Issue 11, hole 4: the fan-out's creation is concurrent, bounded and guarded.
+
+When a create fails part way (a refused key, a ``retry-after`` longer than allowed), no further create
+starts, the runs already created are cancelled and the error goes on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+from prefect import flow
+
+from flow_helpers import assert_nothing_active
+from prefect_openai_runs import OpenAICredentials, RunStatus
+from prefect_openai_runs.exceptions import AuthenticationError, RetryAfterTooLongError
+from prefect_openai_runs.flows import run_assistant_fan_out
+from prefect_openai_runs.tasks import create_threads_and_runs
+from prefect_openai_runs.testing import FaultRule, RunScript, RunsEmulator
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+CREATE = r"^/v1/threads/[^/]+/runs$"
+
+
+def _seed_failing_only_the_third(probability: float = 0.5) -> int:
+    """A seed whose draws spare the first two matching requests and hit the third."""
+    for seed in range(1000):
+        draws = random.Random(seed)
+        if [draws.random() < probability for _ in range(3)] == [False, False, True]:
+            return seed
+    raise AssertionError("no seed found")
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (FaultRule(status=401), AuthenticationError),
+        (FaultRule(status=429, headers={"retry-after": "120"}), RetryAfterTooLongError),
+    ],
+    ids=["401", "retry-after-too-long"],
+)
+def test_a_failing_create_cancels_the_runs_already_created(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, fault: FaultRule, error: type[Exception]
+) -> None:
+    runs_emulator.add_script(RunScript(in_progress_seconds=60))
+    seed = _seed_failing_only_the_third()
+    runs_emulator.add_fault(
+        FaultRule(method="POST", path=CREATE, status=fault.status, headers=fault.headers, probability=0.5, seed=seed)
+    )
+
+    with pytest.raises(error):
+        run_assistant_fan_out(
+            credentials, runs_emulator.default_assistant_id, [f"prompt {i}" for i in range(5)], concurrency=1
+        )
+
+    records = runs_emulator.runs()
+    assert len(records) == 2  # the third create failed; none was started after it
+    assert [r.status for r in records] == ["cancelled", "cancelled"]
+    assert_nothing_active(runs_emulator)
+
+
+def test_bad_input_fails_before_any_request(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:
+    @flow
+    def pipeline() -> Any:
+        return create_threads_and_runs(credentials, runs_emulator.default_assistant_id, ["a", {"role": "nobody"}])
+
+    with pytest.raises(ValueError):
+        pipeline()
+
+    assert runs_emulator.requests == []
+
+
+def test_200_runs_are_created_concurrently(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:
+    prompts = [f"prompt {i}" for i in range(200)]
+
+    @flow
+    def pipeline() -> Any:
+        started = time.monotonic()
+        runs = create_threads_and_runs(credentials, runs_emulator.default_assistant_id, prompts)
+        print(f"created {len(runs)} runs in {time.monotonic() - started:.2f}s")
+        return runs
+
+    runs = pipeline()
+
+    assert len(runs) == 200 and len({r.thread_id for r in runs}) == 200
+    assert all(r.status is not RunStatus.CANCELLED for r in runs)
+    assert len(runs_emulator.runs()) == 200
+    first = runs_emulator.run(runs[7].id)
+    assert first.thread_id == runs[7].thread_id
+    with credentials.get_client() as client:
+        assert [m.text for m in client.list_messages(runs[7].thread_id) if m.role == "user"] == ["prompt 7"]

@@ -141,9 +141,9 @@ class Fleet:
                 continue
             if kind in STOPPED_STATES:
                 raise RuntimeError(f"chunk {chunk.index}'s flow run {flow_run.name} was cancelled")
-            lost = kind in (StateType.RUNNING, StateType.PENDING) and _silent_since(
-                client, flow_run, self.lost_after_seconds
-            )
+            # A pending flow run sends no heartbeat yet (its process is starting): give it twice as long.
+            allowance = {StateType.RUNNING: self.lost_after_seconds, StateType.PENDING: 2 * self.lost_after_seconds}
+            lost = kind in allowance and _silent_since(client, flow_run, allowance[kind])
             if kind in RERUN_STATES or lost:
                 self.rerun(client, chunk, flow_run, lost)
             waiting.append(chunk)
@@ -155,6 +155,7 @@ class Fleet:
         if lost:
             message = f"no heartbeat for {self.lost_after_seconds:g}s: its worker is gone"
             client.set_flow_run_state(flow_run.id, Crashed(message=message), force=True)
+            # If it was only slow, it goes on; the re-run re-attaches to the same runs, nothing is duplicated.
         if len(chunk.flow_runs) >= self.attempts:
             raise RuntimeError(f"chunk {chunk.index}'s flow run {flow_run.name} {why}, after {self.attempts} attempts")
         get_logger().warning("Chunk %d's flow run %s %s; running the chunk again", chunk.index, flow_run.name, why)
@@ -206,7 +207,8 @@ def run_assistant_fleet(
     ``run_assistant_fan_out`` (shown as a subflow run), awaited; the runs are returned in prompt order.
 
     A chunk whose flow run failed or crashed, or went silent for ``lost_after_seconds`` (no state change
-    nor heartbeat: its worker was killed, its machine lost), is marked crashed and run again, at most
+    nor heartbeat: its worker was killed, its machine lost; twice that while pending, before its first
+    heartbeat), is marked crashed and run again, at most
     ``attempts`` times in all. The runs' idempotency keys derive from this flow run, the chunk and the
     prompt's rank, so a re-run re-attaches to the runs its earlier attempt created (still active, or
     already ended) and creates only the missing ones: no duplicates. If this flow run stops (an error, a

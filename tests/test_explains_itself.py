@@ -13,10 +13,10 @@ import pytest
 
 from prefect_openai_runs.cli import main
 from prefect_openai_runs.testing import DEFAULT_API_KEY, RunScript
-from prefect_openai_runs.testing._app import _json_body
 from prefect_openai_runs.testing._batch_routes import batch_routes
 from prefect_openai_runs.testing._control import control_routes
 from prefect_openai_runs.testing._core import EmulatorConfig, EmulatorCore
+from prefect_openai_runs.testing._routes import _json_body
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "docs" / "index.md").read_text()

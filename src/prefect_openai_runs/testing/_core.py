@@ -6,7 +6,6 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 
-from ._api import RunsApi
 from ._batch_api import BatchesApi, BatchStore
 from ._batch_scripts import BatchScriptBook
 from ._events import EventHub
@@ -17,6 +16,7 @@ from ._records import RequestLog, ResponseRecord, RunRecord
 from ._response_scripts import ResponseScript, ResponseScriptBook
 from ._responses_api import ResponsesApi, ResponsesSettings
 from ._responses_machine import ResponseMachine
+from ._runs_api import RunsApi
 from ._scripts import RunScript, RunScriptBook
 from ._store import Store
 

@@ -16,11 +16,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import _errors as errors
+from ._asgi import ApiGate
 from ._batch_routes import batch_routes
 from ._control import control_routes
 from ._core import EmulatorCore
 from ._events import Subscription
-from ._http import ApiGate
 from ._responses_api import response_subscription
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -1,11 +1,36 @@
-"""HTTP routing: maps the ``/v1`` endpoints onto :class:`._api.RunsApi` and
-:class:`._responses_api.ResponsesApi`, and mounts the control surface."""
+"""Every HTTP route of the emulator, in one place: the ``/v1`` API (runs, responses, files, batches) onto
+:class:`._runs_api.RunsApi`, :class:`._responses_api.ResponsesApi` and :class:`._batch_api.BatchesApi`, and the
+``/_emulator`` control surface: inspection and configuration over HTTP (loopback only, no auth).
+
+========  ==============================  ==========================================================
+GET       /_emulator/info                 ``{"api_key", "default_assistant_id"}``
+GET       /_emulator/runs                 every run record (``?active=true``: active runs only)
+GET       /_emulator/runs/{run_id}        one run record
+GET       /_emulator/responses            every response record
+GET       /_emulator/responses/{id}       one response record
+POST      /_emulator/response_scripts     ``{"script": ResponseScript, "model", "metadata", "input_contains"}``
+GET       /_emulator/requests             every request record
+GET       /_emulator/counters             the counters
+POST      /_emulator/scripts              ``{"script": RunScript, "assistant_id", "metadata",
+                                          "last_user_message_contains"}``
+POST      /_emulator/faults               a FaultRule
+DELETE    /_emulator/faults               disarm every fault
+GET       /_emulator/rate_limits          ``{"rpm", "tpm", "burst_seconds"}`` (null: not enforced)
+PUT       /_emulator/rate_limits          set them (the buckets start full)
+GET       /_emulator/batches              every batch record
+GET       /_emulator/batches/{batch_id}   one batch record
+GET       /_emulator/files                every file record (without content)
+POST      /_emulator/batch_scripts        ``{"script": BatchScript.to_dict(), "metadata": {...}}``
+POST      /_emulator/reset                forget all state but the default assistant
+========  ==============================  ==========================================================
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,11 +42,17 @@ from starlette.types import Receive, Scope, Send
 
 from . import _errors as errors
 from ._asgi import ApiGate
-from ._batch_routes import batch_routes
-from ._control import control_routes
+from ._batch_api import BatchesApi
+from ._batch_records import BatchRecord, FileRecord
+from ._batch_scripts import BatchScript, BatchScriptRule
 from ._core import EmulatorCore
 from ._events import Subscription
+from ._faults import FaultRule
+from ._multipart import parse_form
+from ._ratelimit import RateLimits
+from ._response_scripts import ResponseScript, ResponseScriptRule, response_matcher
 from ._responses_api import response_subscription
+from ._scripts import RunScript, ScriptRule, simple_matcher
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -80,8 +111,8 @@ def _starting_after(raw: str | None) -> int | None:
         raise errors.invalid_type("starting_after", "an integer", raw) from None
 
 
-def build_app(core: EmulatorCore) -> ApiGate:
-    """The ASGI application of one emulator: the gate in front of the API and control routes."""
+def _api_routes(core: EmulatorCore) -> list[Route]:
+    """The ``/v1`` routes of runs (and their assistants, threads, messages, steps) and of responses."""
     api = core.api
 
     def streamed(body: Any) -> Subscription | None:
@@ -178,7 +209,7 @@ def build_app(core: EmulatorCore) -> ApiGate:
     async def cancel_response(request: Request) -> Response:
         return JSONResponse(responses.cancel(request.path_params["response_id"]))
 
-    routes = [
+    return [
         Route("/v1/assistants", create_assistant, methods=["POST"]),
         Route("/v1/assistants/{assistant_id}", get_assistant, methods=["GET"]),
         Route("/v1/threads", create_thread, methods=["POST"]),
@@ -194,9 +225,179 @@ def build_app(core: EmulatorCore) -> ApiGate:
         Route("/v1/responses", create_response, methods=["POST"]),
         Route("/v1/responses/{response_id}", response, methods=["GET", "DELETE"]),
         Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
-        *batch_routes(core.batches, _json_body),
-        *control_routes(core),
     ]
+
+
+def _file_and_batch_routes(api: BatchesApi) -> list[Route]:
+    """The ``/v1`` routes of files and batches."""
+
+    async def files(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(api.list_files(request.query_params))
+        parts = parse_form(request.headers.get("content-type", ""), await request.body())
+        return JSONResponse(api.upload_file(parts))
+
+    async def file(request: Request) -> Response:
+        file_id = request.path_params["file_id"]
+        if request.method == "DELETE":
+            return JSONResponse(api.delete_file(file_id))
+        return JSONResponse(api.get_file(file_id))
+
+    async def content(request: Request) -> Response:
+        return Response(api.file_content(request.path_params["file_id"]), media_type="application/octet-stream")
+
+    async def batches(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(api.list_batches(request.query_params))
+        return JSONResponse(api.create_batch(await _json_body(request)))
+
+    async def batch(request: Request) -> Response:
+        return JSONResponse(api.get_batch(request.path_params["batch_id"]))
+
+    async def cancel(request: Request) -> Response:
+        return JSONResponse(api.cancel_batch(request.path_params["batch_id"]))
+
+    return [
+        Route("/v1/files", files, methods=["GET", "POST"]),
+        Route("/v1/files/{file_id}", file, methods=["GET", "DELETE"]),
+        Route("/v1/files/{file_id}/content", content, methods=["GET"]),
+        Route("/v1/batches", batches, methods=["GET", "POST"]),
+        Route("/v1/batches/{batch_id}", batch, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", cancel, methods=["POST"]),
+    ]
+
+
+def _batch_control_routes(api: BatchesApi) -> list[Route]:
+    """The control routes of batches and files."""
+
+    async def batch_records(request: Request) -> Response:
+        return JSONResponse([r.to_dict() for r in BatchRecord.all(api)])
+
+    async def batch_record(request: Request) -> Response:
+        try:
+            return JSONResponse(BatchRecord.one(api, request.path_params["batch_id"]).to_dict())
+        except KeyError:
+            return JSONResponse({"detail": "no such batch"}, status_code=404)
+
+    async def file_records(request: Request) -> Response:
+        return JSONResponse([r.to_dict() for r in FileRecord.all(api)])
+
+    async def scripts(request: Request) -> Response:
+        data: dict[str, Any] = await request.json()
+        try:
+            rule = BatchScriptRule(BatchScript.from_dict(data.get("script") or {}), data.get("metadata"))
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        api.scripts.add(rule)
+        return JSONResponse({"ok": True})
+
+    return [
+        Route("/_emulator/batches", batch_records, methods=["GET"]),
+        Route("/_emulator/batches/{batch_id}", batch_record, methods=["GET"]),
+        Route("/_emulator/files", file_records, methods=["GET"]),
+        Route("/_emulator/batch_scripts", scripts, methods=["POST"]),
+    ]
+
+
+def control_routes(core: EmulatorCore) -> list[Route]:
+    """The ``/_emulator`` routes of one emulator (the table in this module's docstring)."""
+
+    async def info(request: Request) -> Response:
+        return JSONResponse({"api_key": core.config.api_key, "default_assistant_id": core.store.default_assistant_id})
+
+    async def runs(request: Request) -> Response:
+        active = request.query_params.get("active", "").lower() in ("1", "true", "yes")
+        return JSONResponse([r.to_dict() for r in core.run_records(active_only=active)])
+
+    async def run(request: Request) -> Response:
+        try:
+            return JSONResponse(core.run_record(request.path_params["run_id"]).to_dict())
+        except KeyError:
+            return JSONResponse({"detail": "no such run"}, status_code=404)
+
+    async def responses(request: Request) -> Response:
+        return JSONResponse([r.to_dict() for r in core.response_records()])
+
+    async def response(request: Request) -> Response:
+        try:
+            return JSONResponse(core.response_record(request.path_params["response_id"]).to_dict())
+        except KeyError:
+            return JSONResponse({"detail": "no such response"}, status_code=404)
+
+    async def response_scripts(request: Request) -> Response:
+        data: dict[str, Any] = await request.json()
+        try:
+            rule = ResponseScriptRule(
+                script=ResponseScript.from_dict(data.get("script") or {}),
+                model=data.get("model"),
+                match=response_matcher(data.get("metadata"), data.get("input_contains")),
+            )
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        core.response_scripts.add(rule)
+        return JSONResponse({"ok": True})
+
+    async def requests(request: Request) -> Response:
+        return JSONResponse([r.to_dict() for r in core.log.records()])
+
+    async def counters(request: Request) -> Response:
+        return JSONResponse(core.log.counters())
+
+    async def scripts(request: Request) -> Response:
+        data: dict[str, Any] = await request.json()
+        try:
+            rule = ScriptRule(
+                script=RunScript.from_dict(data.get("script") or {}),
+                assistant_id=data.get("assistant_id"),
+                match=simple_matcher(data.get("metadata"), data.get("last_user_message_contains")),
+            )
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        core.scripts.add(rule)
+        return JSONResponse({"ok": True})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            core.faults.clear()
+            return JSONResponse({"ok": True})
+        try:
+            core.faults.add(FaultRule.from_dict(await request.json()))
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"ok": True})
+
+    async def rate_limits(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                core.config.rate_limits = RateLimits(**await request.json())
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse(asdict(core.config.rate_limits))
+
+    async def reset(request: Request) -> Response:
+        core.reset()
+        return JSONResponse({"ok": True})
+
+    return [
+        *_batch_control_routes(core.batches),
+        Route("/_emulator/info", info, methods=["GET"]),
+        Route("/_emulator/runs", runs, methods=["GET"]),
+        Route("/_emulator/runs/{run_id}", run, methods=["GET"]),
+        Route("/_emulator/responses", responses, methods=["GET"]),
+        Route("/_emulator/responses/{response_id}", response, methods=["GET"]),
+        Route("/_emulator/response_scripts", response_scripts, methods=["POST"]),
+        Route("/_emulator/requests", requests, methods=["GET"]),
+        Route("/_emulator/counters", counters, methods=["GET"]),
+        Route("/_emulator/scripts", scripts, methods=["POST"]),
+        Route("/_emulator/faults", faults, methods=["POST", "DELETE"]),
+        Route("/_emulator/rate_limits", rate_limits, methods=["GET", "PUT"]),
+        Route("/_emulator/reset", reset, methods=["POST"]),
+    ]
+
+
+def build_app(core: EmulatorCore) -> ApiGate:
+    """The ASGI application of one emulator: the gate in front of the API and control routes."""
+    routes = [*_api_routes(core), *_file_and_batch_routes(core.batches), *control_routes(core)]
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.ApiError)

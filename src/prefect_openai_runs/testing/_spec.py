@@ -168,6 +168,17 @@ def _check(validator: Any, value: Any, lookup: _spec_errors.Lookup) -> None:
         raise _spec_errors.api_error(first, lookup)
 
 
+def preload() -> None:
+    """Load every document now (once per process), so that the first request is as fast as the next.
+
+    Raises:
+        RuntimeError: jsonschema or pyyaml is not installed (``pip install 'prefect-openai-runs[emulator]'``).
+    """
+    for document in _FILES:
+        _registry(document)
+    _jsonschema()
+
+
 def validate(document: Document, schema: str, body: Any) -> dict[str, Any]:
     """Check a request body against ``components.schemas[schema]`` of a spec subset and return it.
 

@@ -1,8 +1,8 @@
 """The vendored OpenAPI spec's schemas as JSON Schema, for validating response bodies in tests.
 
 ``validate("RunObject", obj)`` raises ``jsonschema.ValidationError`` if ``obj`` does not conform.
-OpenAPI's ``nullable: true`` (also in ``allOf: [X, {nullable: true}]`` and next to ``$ref``) is
-rewritten to ``anyOf: [..., {"type": "null"}]``; ``$ref``s resolve inside the spec document.
+OpenAPI's ``nullable: true`` is rewritten as the emulator's validator does (``openapi_to_json_schema``);
+``$ref``s resolve inside the spec document.
 """
 
 from __future__ import annotations
@@ -14,31 +14,15 @@ from typing import Any
 import jsonschema
 import yaml
 
+from prefect_openai_runs.testing._spec import openapi_to_json_schema
+
 SPEC_PATH = Path(__file__).parent / "spec" / "runs-subset.yaml"
-
-
-def _is_nullable_marker(node: Any) -> bool:
-    return isinstance(node, dict) and set(node) - {"description"} == {"nullable"} and node["nullable"] is True
-
-
-def _convert(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_convert(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    node = {k: _convert(v) for k, v in node.items() if not k.startswith("x-")}
-    if "allOf" in node and any(_is_nullable_marker(part) for part in node["allOf"]):
-        rest = [part for part in node.pop("allOf") if not _is_nullable_marker(part)]
-        node["anyOf"] = [{"allOf": rest}, {"type": "null"}]
-    if node.pop("nullable", False) is True:
-        return {"anyOf": [node, {"type": "null"}]}
-    return node
 
 
 @functools.cache
 def _document() -> dict[str, Any]:
     raw = yaml.safe_load(SPEC_PATH.read_text())
-    return {"components": {"schemas": _convert(raw["components"]["schemas"])}}
+    return {"components": {"schemas": openapi_to_json_schema(raw["components"]["schemas"])}}
 
 
 @functools.cache

@@ -172,9 +172,9 @@ def test_the_cli_and_the_control_surface_set_limits() -> None:
 
 
 def test_the_cli_refuses_a_limit_that_is_not_a_positive_number(capsys: pytest.CaptureFixture[str]) -> None:
-    from prefect_openai_runs.testing import _serve
+    from prefect_openai_runs.testing import _cli
 
     with pytest.raises(SystemExit) as exited:
-        _serve.main(["--rpm", "0"])
+        _cli.main(["--rpm", "0"])
     assert exited.value.code == 2
     assert "--rpm: must be a positive whole number per minute" in capsys.readouterr().err

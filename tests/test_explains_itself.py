@@ -13,10 +13,8 @@ import pytest
 
 from prefect_openai_runs.cli import main
 from prefect_openai_runs.testing import DEFAULT_API_KEY, RunScript
-from prefect_openai_runs.testing._app import _json_body
-from prefect_openai_runs.testing._batch_routes import batch_routes
-from prefect_openai_runs.testing._control import control_routes
 from prefect_openai_runs.testing._core import EmulatorConfig, EmulatorCore
+from prefect_openai_runs.testing._routes import control_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "docs" / "index.md").read_text()
@@ -36,10 +34,9 @@ def test_emulator_help_shows_the_defaults(capsys: pytest.CaptureFixture[str], mo
 def test_docs_table_lists_every_control_route() -> None:
     core = EmulatorCore(EmulatorConfig(), default_script=RunScript(), cancelling_delay=0.05, expires_after=600.0)
     try:
-        every = [*control_routes(core), *batch_routes(core.batches, _json_body)]
         routes = {
             (method, route.path)
-            for route in every
+            for route in control_routes(core)
             if route.path.startswith("/_emulator")
             for method in route.methods or ()
         }

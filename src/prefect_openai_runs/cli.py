@@ -13,9 +13,9 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from .testing import _serve
+    from .testing import _cli
 
-    return _serve.run(args)
+    return _cli.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the OpenAI Assistants runs API emulator until interrupted, one log line per request.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    from .testing._serve import add_arguments
+    from .testing._cli import add_arguments
 
     add_arguments(emulator)
     emulator.set_defaults(command=_emulator)

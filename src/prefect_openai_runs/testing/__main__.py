@@ -1,5 +1,5 @@
 """``python -m prefect_openai_runs.testing``: serve the emulator in the foreground."""
 
-from ._serve import main
+from ._cli import main
 
 raise SystemExit(main())

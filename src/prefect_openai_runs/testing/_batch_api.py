@@ -9,30 +9,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect_openai_runs.models.batches import BATCH_ENDPOINTS
-
 from . import _errors as errors
-from . import _validation as schema
-from ._api import _page
 from ._batch_machine import BatchMachine
 from ._batch_scripts import BatchScriptBook
 from ._batch_state import BatchState, FileState
 from ._multipart import Part
 from ._objects import new_id
+from ._query import list_query, page
 from ._records import RequestLog
+from ._spec import validate
 
 JSON = dict[str, Any]
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-CREATE_BATCH = schema.obj(
-    {
-        "input_file_id": schema.string(),
-        "endpoint": schema.string(enum=BATCH_ENDPOINTS),
-        "completion_window": schema.string(enum=("24h",)),
-        "metadata": schema.METADATA,
-        "output_expires_after": schema.OPEN_OBJECT,
-    },
-    required=("input_file_id", "endpoint", "completion_window"),
-)
 
 
 @dataclass
@@ -125,24 +113,17 @@ class BatchesApi:
 
     def list_files(self, query: Mapping[str, str]) -> JSON:
         """GET /files: ``purpose``, ``limit`` (1..10000), ``order``, ``after``."""
-        raw_limit = query.get("limit", "10000")
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            raise errors.invalid_type("limit", "an integer", raw_limit) from None
-        schema.number(minimum=1, maximum=10_000, integer=True)(limit, "limit")
-        q = schema.list_query({**query, "limit": str(min(limit, 100))})
-        q = schema.ListQuery(limit=limit, order=q.order, after=q.after)
+        q = list_query({k: v for k, v in query.items() if k != "before"}, max_limit=10_000, default_limit=10_000)
         purpose = query.get("purpose")
         with self.lock:
             files = [f for f in self.store.files.values() if purpose is None or f.purpose == purpose]
-            return _page(files, lambda f: f.id, q, FileState.to_api)
+            return page(files, lambda f: f.id, q, FileState.to_api)
 
     # -- batches -----------------------------------------------------------------------------------
 
     def create_batch(self, body: Any) -> JSON:
         """POST /batches."""
-        data = schema.validate(CREATE_BATCH, body)
+        data = validate("batches", "CreateBatchRequest", body)
         with self.lock:
             file = self.store.files.get(data["input_file_id"])
             if file is None:
@@ -173,9 +154,9 @@ class BatchesApi:
 
     def list_batches(self, query: Mapping[str, str]) -> JSON:
         """GET /batches: newest first, ``after`` and ``limit`` (1..100) only."""
-        q = schema.list_query({k: v for k, v in query.items() if k in ("limit", "after")})
+        q = list_query({k: v for k, v in query.items() if k in ("limit", "after")})
         with self.lock:
-            return _page(list(self.store.batches.values()), lambda b: b.id, q, BatchState.to_api)
+            return page(list(self.store.batches.values()), lambda b: b.id, q, BatchState.to_api)
 
     def cancel_batch(self, batch_id: str) -> JSON:
         """POST /batches/{batch_id}/cancel."""

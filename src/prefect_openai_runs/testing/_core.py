@@ -6,7 +6,6 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 
-from ._api import RunsApi
 from ._batch_api import BatchesApi, BatchStore
 from ._batch_scripts import BatchScriptBook
 from ._events import EventHub
@@ -17,7 +16,9 @@ from ._records import RequestLog, ResponseRecord, RunRecord
 from ._response_scripts import ResponseScript, ResponseScriptBook
 from ._responses_api import ResponsesApi, ResponsesSettings
 from ._responses_machine import ResponseMachine
+from ._runs_api import RunsApi
 from ._scripts import RunScript, RunScriptBook
+from ._spec import preload as preload_spec
 from ._store import Store
 
 DEFAULT_API_KEY = "sk-emu-7Hq2Lx9KpV4mZ8rT"
@@ -69,6 +70,7 @@ class EmulatorCore:
         default_response_script: ResponseScript | None = None,
         responses_settings: ResponsesSettings | None = None,
     ) -> None:
+        preload_spec()  # before serving: the first request must not pay for parsing the spec
         self.config = config
         self.lock = threading.RLock()
         self.store = Store(default_assistant_id=DEFAULT_ASSISTANT_ID)

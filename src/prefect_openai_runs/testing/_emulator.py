@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping
 from types import TracebackType
 
-from ._app import build_app
 from ._batch_records import BatchRecord, FileRecord
 from ._batch_scripts import BatchScript, BatchScriptRule
 from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
@@ -16,8 +15,9 @@ from ._ratelimit import RateLimits
 from ._records import RequestRecord, ResponseRecord, RunRecord
 from ._response_scripts import ResponseMatcher, ResponseScript, ResponseScriptRule
 from ._responses_api import ResponsesSettings
+from ._routes import build_app
 from ._scripts import Matcher, RunScript, ScriptRule
-from ._server import BackgroundServer
+from ._uvicorn import BackgroundServer
 
 
 class RunsEmulator:

@@ -12,13 +12,13 @@ from typing import Any
 from prefect_openai_runs.models.responses import ResponseStatus
 
 from . import _errors as errors
-from . import _responses_validation as schema
-from . import _validation as validation
+from . import _responses_input as schema
 from ._events import Subscription
 from ._objects import new_id
 from ._response_scripts import ResponseContext, ResponseScript, ResponseScriptBook
 from ._responses_machine import ResponseMachine
 from ._responses_state import STREAM_END_EVENTS, TERMINAL, ResponseState
+from ._spec import validate
 
 JSON = dict[str, Any]
 
@@ -74,7 +74,7 @@ class ResponsesApi:
 
     def create(self, body: Any, stream: Subscription | None = None) -> JSON:
         """POST /responses. A foreground create that is not streamed answers once the response is done."""
-        data = validation.validate(schema.CREATE_RESPONSE, body)
+        data = validate("responses", "CreateResponse", body)
         background, stored = bool(data.get("background")), data.get("store") is not False
         if background and not stored:
             raise errors.background_needs_store()

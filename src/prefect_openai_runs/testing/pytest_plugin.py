@@ -6,22 +6,26 @@ server start. Settings a test changes on it (``poll_after_ms``, ``cancelling_del
 ``expires_after``, ``default_script``, ``rate_limits``) are restored before the next test. Tests that need other
 constructor arguments (``api_key``, ``require_beta_header``...) should create their own
 ``RunsEmulator``.
+
+The plugin is loaded into every pytest session of every project that installs this package, so it
+imports nothing of the emulator (nor uvicorn, starlette) until a test asks for the fixture.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ._batch_scripts import BatchScript
-from ._emulator import RunsEmulator
-from ._ratelimit import RateLimits
-from ._scripts import RunScript
+if TYPE_CHECKING:
+    from ._emulator import RunsEmulator
 
 
 @pytest.fixture(scope="session")
 def _runs_emulator_session() -> Iterator[RunsEmulator]:
+    from ._emulator import RunsEmulator
+
     with RunsEmulator() as emulator:
         yield emulator
 
@@ -29,6 +33,10 @@ def _runs_emulator_session() -> Iterator[RunsEmulator]:
 @pytest.fixture
 def runs_emulator(_runs_emulator_session: RunsEmulator) -> Iterator[RunsEmulator]:
     """A started :class:`RunsEmulator` with no runs, requests, rules or faults, and default settings."""
+    from ._batch_scripts import BatchScript
+    from ._ratelimit import RateLimits
+    from ._scripts import RunScript
+
     emulator = _runs_emulator_session
     emulator.start()  # in case a test stopped it
     emulator.reset()

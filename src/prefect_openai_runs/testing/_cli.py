@@ -7,12 +7,12 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
-from ._app import build_app
 from ._core import DEFAULT_API_KEY, EmulatorConfig, EmulatorCore
 from ._errors import mask_key
 from ._ratelimit import RateLimits
+from ._routes import build_app
 from ._scripts import RunScript
-from ._server import serve_foreground
+from ._uvicorn import serve_foreground
 
 
 def _per_minute(text: str) -> int:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from . import _errors as errors
-from . import _validation as schema
 from ._events import EventHub, Subscription
 from ._machine import RunMachine
 from ._objects import Assistant, Message, Thread, new_id, text_content
+from ._query import list_query, page
 from ._scripts import CreateContext, RunScriptBook
+from ._spec import validate
 from ._state import RunState
-from ._store import Store, paginate
+from ._store import Store
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -54,7 +55,7 @@ class RunsApi:
 
     def create_assistant(self, body: Any) -> JSON:
         """POST /assistants."""
-        data = schema.validate(schema.CREATE_ASSISTANT, body)
+        data = validate("runs", "CreateAssistantRequest", body)
         with self._lock:
             assistant = Assistant(
                 id=new_id("asst"),
@@ -80,7 +81,7 @@ class RunsApi:
 
     def create_thread(self, body: Any) -> JSON:
         """POST /threads."""
-        data = schema.validate(schema.CREATE_THREAD, body)
+        data = validate("runs", "CreateThreadRequest", body)
         with self._lock:
             return self._new_thread(data).to_api()
 
@@ -91,7 +92,7 @@ class RunsApi:
 
     def create_message(self, thread_id: str, body: Any) -> JSON:
         """POST /threads/{id}/messages."""
-        data = schema.validate(schema.CREATE_MESSAGE, body)
+        data = validate("runs", "CreateMessageRequest", body)
         with self._lock:
             thread = self.store.thread(thread_id)
             if thread.active_run_id is not None:
@@ -100,18 +101,18 @@ class RunsApi:
 
     def list_messages(self, thread_id: str, query: Mapping[str, str]) -> JSON:
         """GET /threads/{id}/messages (with the ``run_id`` filter)."""
-        q = schema.list_query(query)
+        q = list_query(query)
         with self._lock:
             messages: Sequence[Message] = self.store.thread(thread_id).messages
             if q.run_id is not None:
                 messages = [m for m in messages if m.run_id == q.run_id]
-            return _page(messages, lambda m: m.id, q, Message.to_api)
+            return page(messages, lambda m: m.id, q, Message.to_api)
 
     # -- runs ----------------------------------------------------------------------------------
 
     def create_run(self, thread_id: str, body: Any, stream: Subscription | None = None) -> JSON:
         """POST /threads/{id}/runs."""
-        data = schema.validate(schema.CREATE_RUN, body)
+        data = validate("runs", "CreateRunRequest", body)
         with self._lock:
             thread = self.store.thread(thread_id)
             assistant = self.store.assistant(data["assistant_id"])
@@ -123,7 +124,7 @@ class RunsApi:
 
     def create_thread_and_run(self, body: Any, stream: Subscription | None = None) -> JSON:
         """POST /threads/runs."""
-        data = schema.validate(schema.CREATE_THREAD_AND_RUN, body)
+        data = validate("runs", "CreateThreadAndRunRequest", body)
         with self._lock:
             assistant = self.store.assistant(data["assistant_id"])
             thread = self._new_thread(data.get("thread") or {})
@@ -133,10 +134,10 @@ class RunsApi:
 
     def list_runs(self, thread_id: str, query: Mapping[str, str]) -> JSON:
         """GET /threads/{id}/runs."""
-        q = schema.list_query(query)
+        q = list_query(query)
         with self._lock:
             runs = [self.store.runs[i] for i in self.store.thread(thread_id).run_ids]
-            return _page(runs, lambda r: r.id, q, RunState.to_api)
+            return page(runs, lambda r: r.id, q, RunState.to_api)
 
     def get_run(self, thread_id: str, run_id: str) -> JSON:
         """GET /threads/{id}/runs/{run_id}."""
@@ -145,7 +146,7 @@ class RunsApi:
 
     def modify_run(self, thread_id: str, run_id: str, body: Any) -> JSON:
         """POST /threads/{id}/runs/{run_id}: metadata only."""
-        data = schema.validate(schema.MODIFY_RUN, body)
+        data = validate("runs", "ModifyRunRequest", body)
         with self._lock:
             run = self.store.run(thread_id, run_id)
             if "metadata" in data:
@@ -161,7 +162,7 @@ class RunsApi:
 
     def submit_tool_outputs(self, thread_id: str, run_id: str, body: Any, stream: Subscription | None = None) -> JSON:
         """POST /threads/{id}/runs/{run_id}/submit_tool_outputs."""
-        data = schema.validate(schema.SUBMIT_TOOL_OUTPUTS, body)
+        data = validate("runs", "SubmitToolOutputsRunRequest", body)
         with self._lock:
             run = self.store.run(thread_id, run_id)
             outputs = [(o.get("tool_call_id", ""), o.get("output", "")) for o in data["tool_outputs"]]
@@ -172,11 +173,11 @@ class RunsApi:
 
     def list_steps(self, thread_id: str, run_id: str, query: Mapping[str, str]) -> JSON:
         """GET /threads/{id}/runs/{run_id}/steps."""
-        q = schema.list_query(query)
+        q = list_query(query)
         with self._lock:
             run = self.store.run(thread_id, run_id)
             steps = self.store.steps.get(run.id, [])
-            return _page(steps, lambda s: s.id, q, lambda s: s.to_api())
+            return page(steps, lambda s: s.id, q, lambda s: s.to_api())
 
     def get_step(self, thread_id: str, run_id: str, step_id: str) -> JSON:
         """GET /threads/{id}/runs/{run_id}/steps/{step_id}."""
@@ -282,17 +283,3 @@ def _content(content: str | list[JSON]) -> list[JSON]:
         else:
             parts.append(dict(part))
     return parts
-
-
-def _page(items: Sequence[T], key: Callable[[T], str], q: schema.ListQuery, render: Callable[[T], JSON]) -> JSON:
-    """A list response. The spec types ``first_id``/``last_id`` as non-nullable strings, so an empty
-    page carries ``""`` for both (the live API sent null; the spec is the contract here)."""
-    page, has_more = paginate(items, key, limit=q.limit, order=q.order, after=q.after, before=q.before)
-    data = [render(item) for item in page]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else "",
-        "last_id": data[-1]["id"] if data else "",
-        "has_more": has_more,
-    }

@@ -9,7 +9,14 @@ from prefect.blocks.abstract import CredentialsBlock
 from prefect.blocks.fields import SecretDict
 from pydantic import Field, HttpUrl, SecretStr
 
-from prefect_openai_runs.client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, AsyncRunsClient, RunsClient
+from prefect_openai_runs.client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    AsyncBatchesClient,
+    AsyncRunsClient,
+    BatchesClient,
+    RunsClient,
+)
 from prefect_openai_runs.retry import RetryPolicy
 
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -133,6 +140,14 @@ class OpenAICredentials(CredentialsBlock):
     def get_async_client(self, **overrides: Any) -> AsyncRunsClient:
         """An asynchronous client with these settings (keyword arguments override them)."""
         return AsyncRunsClient(**self._client_options(overrides))
+
+    def get_batches_client(self, **overrides: Any) -> BatchesClient:
+        """A synchronous client of the files and batches APIs with these settings (keyword arguments override them)."""
+        return BatchesClient(**self._client_options(overrides))
+
+    def get_async_batches_client(self, **overrides: Any) -> AsyncBatchesClient:
+        """An asynchronous client of the files and batches APIs with these settings (keyword arguments override them)."""
+        return AsyncBatchesClient(**self._client_options(overrides))
 
 
 def resolve_credentials(credentials: OpenAICredentials | str) -> OpenAICredentials:

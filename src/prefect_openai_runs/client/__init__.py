@@ -17,9 +17,19 @@ Example:
     ```
 """
 
+from prefect_openai_runs.client._async.batches import AsyncBatchesClient
 from prefect_openai_runs.client._async.runs import AsyncRunsClient
 from prefect_openai_runs.client._config import DEFAULT_BASE_URL, DEFAULT_TIMEOUT
 from prefect_openai_runs.client._operations import IDEMPOTENCY_METADATA_KEY
+from prefect_openai_runs.client._sync.batches import BatchesClient
 from prefect_openai_runs.client._sync.runs import RunsClient
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "IDEMPOTENCY_METADATA_KEY", "AsyncRunsClient", "RunsClient"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "IDEMPOTENCY_METADATA_KEY",
+    "AsyncBatchesClient",
+    "AsyncRunsClient",
+    "BatchesClient",
+    "RunsClient",
+]

@@ -181,6 +181,12 @@ def get_batch(batch_id: str) -> Operation[Batch]:
     return parse(Batch, reply.body)
 
 
+def poll_batch(batch_id: str) -> Operation[tuple[Batch, int | None]]:
+    """``GET /batches/{batch_id}`` with the server's polling hint in milliseconds (``None`` when not sent)."""
+    reply = yield Call("GET", _batch_path(batch_id), beta=False)
+    return parse(Batch, reply.body), reply.poll_after_ms
+
+
 def list_batches(*, limit: int = 20, after: str | None = None) -> Operation[ListPage[Batch]]:
     """One page of ``GET /batches`` (newest first).
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from emulator_helpers import wait_for
-from prefect_openai_runs.client import _batches_operations as ops
 from prefect_openai_runs.batch_files import read_results, write_input
+from prefect_openai_runs.client import _batches_operations as ops
 from prefect_openai_runs.client._http import Call, Reply, error_from_response, reply_from_response
 from prefect_openai_runs.client._operations import IDEMPOTENCY_METADATA_KEY, Operation
 from prefect_openai_runs.exceptions import BatchNotCancellableError

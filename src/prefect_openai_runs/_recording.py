@@ -30,6 +30,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.events import emit_event
 
 from prefect_openai_runs._lifecycle._follower import StatusChange
+from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.models import Run
 
@@ -37,15 +38,16 @@ ARTIFACT_KEY_PREFIX = "openai-run-"
 REPLY_PREVIEW_CHARS = 2000
 
 
-def artifact_key(run_id: str) -> str:
-    """The stable artifact key of a run: ``openai-run-<id in lowercase>-<6 hex of its hash>``.
+def artifact_key(run_id: str, prefix: str = ARTIFACT_KEY_PREFIX) -> str:
+    """The stable artifact key of a run: ``openai-run-<id in lowercase>-<6 hex of its hash>`` (another
+    kind of job gives its own ``prefix``, e.g. ``openai-batch-``).
 
     Prefect keys allow lowercase letters, digits and dashes only; the hash keeps two ids that differ
     only in case apart.
     """
     slug = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:6]
-    return f"{ARTIFACT_KEY_PREFIX}{slug}-{digest}"
+    return f"{prefix}{slug}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,26 @@ def _current_task_run_id() -> UUID | None:
     return task_ctx.task_run.id if task_ctx is not None else None
 
 
-def _stamp(at: float | int | None) -> str:
+def stamp(at: float | int | None) -> str:
+    """A Unix time as ``YYYY-MM-DD HH:MM:SS.mmm UTC`` (``-`` when unknown)."""
     if at is None:
         return "-"
     return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def timeline_section(timeline: Sequence[StatusChange]) -> list[str]:
+    """The markdown lines of a job's status timeline: each status, when it was seen, how long it held."""
+    lines = [
+        "## Status timeline",
+        "",
+        "| Status | Seen at | Elapsed (s) | Time in status (s) |",
+        "|---|---|---|---|",
+    ]
+    for index, change in enumerate(timeline):
+        until = timeline[index + 1].elapsed if index + 1 < len(timeline) else None
+        held = f"{until - change.elapsed:.3f}" if until is not None else "-"
+        lines.append(f"| {change.status} | {stamp(change.at)} | {change.elapsed:.3f} | {held} |")
+    return lines
 
 
 def render_markdown(run: Run, timeline: Sequence[StatusChange], reason: str, reply: str | None) -> str:
@@ -95,17 +113,10 @@ def render_markdown(run: Run, timeline: Sequence[StatusChange], reason: str, rep
         f"| Run | `{run.id}` |",
         f"| Assistant | `{run.assistant_id}` |",
         f"| Model | `{run.model or '-'}` |",
-        f"| Created | {_stamp(run.created_at)} |",
+        f"| Created | {stamp(run.created_at)} |",
         "",
-        "## Status timeline",
-        "",
-        "| Status | Seen at | Elapsed (s) | Time in status (s) |",
-        "|---|---|---|---|",
+        *timeline_section(timeline),
     ]
-    for index, change in enumerate(timeline):
-        until = timeline[index + 1].elapsed if index + 1 < len(timeline) else None
-        held = f"{until - change.elapsed:.3f}" if until is not None else "-"
-        lines.append(f"| {change.status} | {_stamp(change.at)} | {change.elapsed:.3f} | {held} |")
     lines += ["", "## Token usage", ""]
     if run.usage is not None:
         lines.append(
@@ -229,6 +240,30 @@ def registered_runs(flow_run_id: UUID) -> list[RunRef]:
             offset += 200
 
 
+def registered_jobs(flow_run_id: UUID, kinds: Sequence[str] = ("batch",)) -> list[JobRef]:
+    """Every job of ``kinds`` our tasks and flows recorded in a flow run (artifact metadata ``kind`` and
+    ``job_id``, as the batch hooks write it), read back from the Prefect server."""
+    refs: dict[str, JobRef] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                    key=ArtifactFilterKey(like_="openai-%"),
+                ),
+                limit=200,
+                offset=offset,
+            )
+            for artifact in page:
+                meta = artifact.metadata_ or {}
+                if meta.get("kind") in kinds and meta.get("job_id"):
+                    refs[meta["job_id"]] = JobRef(meta["kind"], meta["job_id"], meta.get("parent_id") or None)
+            if len(page) < 200:
+                return list(refs.values())
+            offset += 200
+
+
 def emit_status_event(change: StatusChange, run: Run) -> None:
     """Emit ``openai.run.<status>`` about resource ``openai.run.<run_id>`` (related to the flow run).
 
@@ -255,12 +290,14 @@ def emit_status_event(change: StatusChange, run: Run) -> None:
 class ProgressReporter:
     """A Prefect progress artifact of elapsed time against the deadline, updated at most every ``every`` s."""
 
-    def __init__(self, run_id: str, max_wait_seconds: float, every: float = 1.0) -> None:
+    def __init__(
+        self, run_id: str, max_wait_seconds: float, every: float = 1.0, description: str | None = None
+    ) -> None:
         self._max_wait = max_wait_seconds
         self._every = every
         self._last = 0.0
         self._id: UUID | None = None
-        self._description = f"Waiting for OpenAI run {run_id} (deadline {max_wait_seconds:g}s)"
+        self._description = description or f"Waiting for OpenAI run {run_id} (deadline {max_wait_seconds:g}s)"
         self._flow_run_id = current_flow_run_id()
         if self._flow_run_id is not None:
             artifact = ArtifactCreate(
@@ -275,11 +312,15 @@ class ProgressReporter:
 
     def update(self, elapsed: float, force: bool = False) -> None:
         """Report ``elapsed`` seconds (as a percentage of the deadline)."""
+        self.set(100.0 * elapsed / self._max_wait, force)
+
+    def set(self, percent: float, force: bool = False) -> None:
+        """Show ``percent`` (0 to 100), at most every ``every`` seconds unless ``force``."""
         now = time.monotonic()
         if self._id is None or (not force and now - self._last < self._every):
             return
         self._last = now
-        progress = min(100.0, 100.0 * elapsed / self._max_wait)
+        progress = min(100.0, max(0.0, percent))
         with get_client(sync_client=True) as client:
             client.update_artifact(artifact_id=self._id, artifact=ArtifactUpdate(data=progress))
 

@@ -142,11 +142,11 @@ class OpenAICredentials(CredentialsBlock):
         return AsyncRunsClient(**self._client_options(overrides))
 
     def get_batches_client(self, **overrides: Any) -> BatchesClient:
-        """A synchronous client of the files and batches APIs with these settings (keyword arguments override them)."""
+        """A synchronous client of the files and batches APIs with these settings (keywords override them)."""
         return BatchesClient(**self._client_options(overrides))
 
     def get_async_batches_client(self, **overrides: Any) -> AsyncBatchesClient:
-        """An asynchronous client of the files and batches APIs with these settings (keyword arguments override them)."""
+        """An asynchronous client of the files and batches APIs with these settings (keywords override them)."""
         return AsyncBatchesClient(**self._client_options(overrides))
 
 

@@ -195,4 +195,13 @@ def run_assistant_fan_out(
     return wait_for_runs(credentials, runs, max_wait_seconds=max_wait_seconds, fail_fast=fail_fast)
 
 
-__all__ = ["answer_tool_calls", "cancel_orphaned_runs", "run_assistant", "run_assistant_fan_out"]
+__all__ = [
+    "BatchRunResult",
+    "answer_tool_calls",
+    "cancel_orphaned_runs",
+    "run_assistant",
+    "run_assistant_fan_out",
+    "run_batch",
+]
+
+from prefect_openai_runs._batches_flows import BatchRunResult, run_batch  # noqa: E402 (the batch flow, re-exported)

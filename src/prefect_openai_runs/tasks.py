@@ -414,3 +414,6 @@ def wait_for_runs(
         get_logger().error("Waiting for %d runs failed: %s", len(refs), fan.failure)
         raise fan.failure
     return [f.job for f in fan.followers if f.job is not None]
+
+
+from prefect_openai_runs._batches_tasks import *  # noqa: E402, F403 (the batch tasks, re-exported)

@@ -67,6 +67,11 @@ class AsyncBatchesClient(AsyncClientBase):
         data = source if isinstance(source, bytes) else Path(source)
         return await self._drive(ops.upload_file(data, filename, purpose))
 
+    async def find_file(self, filename: str, size: int, purpose: str = "batch") -> FileObject | None:
+        """The newest file named ``filename`` with ``size`` bytes and ``purpose`` among the last 100, if any."""
+        reply = await self._drive(ops.find_file(filename, size, purpose))
+        return None if reply is None else FileObject.model_validate(reply.body)
+
     async def get_file(self, file_id: str) -> FileObject:
         """Retrieve a file object."""
         return await self._drive(ops.get_file(file_id))

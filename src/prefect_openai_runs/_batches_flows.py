@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -19,7 +20,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs import _deadline
 from prefect_openai_runs._batch_run import BatchRunResult, collect_results, input_file_for, start_batch
-from prefect_openai_runs._batches_tasks import Requests, batch_params
+from prefect_openai_runs._batches_tasks import batch_params
 from prefect_openai_runs._lifecycle._async._batches import AsyncBatchesApi
 from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
 from prefect_openai_runs._lifecycle._batch_kind import BATCH, BATCH_SCHEDULE, DEFAULT_BATCH_CANCEL_WAIT_SECONDS
@@ -122,7 +123,7 @@ def _final(fan: FanOut[Batch]) -> list[Batch]:
 @flow(name="run-batch", description="Run requests through the OpenAI Batch API; cancel on every other path.")
 def run_batch(
     credentials: OpenAICredentials | str,
-    requests: Requests,
+    requests: list[Any] | str | Path,
     endpoint: str = "/v1/responses",
     completion_window: str = "24h",
     max_wait_seconds: float = 86400.0,

@@ -23,7 +23,7 @@ from prefect_openai_runs.batch_files import BatchInputError
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY
 from prefect_openai_runs.exceptions import JobExpired, JobFailed, JobTimedOut
 from prefect_openai_runs.flows import BatchRunResult, run_batch
-from prefect_openai_runs.testing import BatchScript, RunsEmulator
+from prefect_openai_runs.testing import BatchScript, FaultRule, RunsEmulator
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -207,3 +207,23 @@ def test_flow_timeout_cancels_the_batch(runs_emulator: RunsEmulator, credentials
     [record] = runs_emulator.batches()
     assert record.status == "cancelled"
     assert "flow timeout" in batch_markdown(record.id)
+
+
+def test_flow_retry_reuses_the_file_and_finds_the_batch(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    """The first attempt uploads, creates (answer lost) and cannot look the batch up: it fails. The
+    retry reuses the uploaded file (recorded in the intent) and follows the batch found by its key."""
+    runs_emulator.default_batch_script = QUICK
+    no_retries = credentials.model_copy(update={"max_retries": 0})
+    runs_emulator.add_fault(FaultRule(method="POST", path=r"^/v1/batches$", kind="drop_after", times=1))
+    runs_emulator.add_fault(FaultRule(method="GET", path=r"^/v1/batches$", kind="drop_before", times=1))
+
+    state = run_batch.with_options(retries=1, retry_delay_seconds=0)(
+        no_retries, bodies(3), poll_schedule=FAST, return_state=True
+    )
+
+    assert sorted(state.result().outputs) == ["request-1", "request-2", "request-3"]
+    assert len(runs_emulator.batches()) == 1
+    assert [f.purpose for f in runs_emulator.files()].count("batch") == 1
+    assert runs_emulator.request_count("POST", r"^/v1/files$") == 1

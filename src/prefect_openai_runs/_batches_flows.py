@@ -8,15 +8,16 @@ are cancelled and ``cancelling`` waited for; the results (partial ones too) are 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs import _deadline
 from prefect_openai_runs._batch_run import BatchRunResult, collect_results, input_file_for, start_batch
@@ -33,13 +34,41 @@ from prefect_openai_runs._lifecycle._sync._driver import end_job
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.batch_files import MAX_BYTES, MAX_LINES, BatchInputError, InputChunk, split_input
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
+from prefect_openai_runs.client._sync._backend import SLICE
 from prefect_openai_runs.exceptions import JobOutcomeError, OpenAIRunsError
 from prefect_openai_runs.models import Batch, CreateBatchParams
+
+T = TypeVar("T")
 
 SPLIT_MAX_LINES = MAX_LINES
 """Requests per batch before the input is split (the API's 50,000)."""
 SPLIT_MAX_BYTES = MAX_BYTES
 """Bytes per batch input file before the input is split (the API's 200 MB)."""
+
+
+def run_in_loop_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on an event loop of its own thread (in this thread's context) and wait for it in
+    short slices, so that what Prefect raises into this thread (a flow timeout, a cancellation) lands at
+    once; the coroutine is then cancelled and the exception goes on."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="openai-batches", daemon=True)
+    thread.start()
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    try:
+        while True:
+            try:
+                return future.result(timeout=SLICE)
+            except concurrent.futures.TimeoutError:
+                continue
+    except BaseException:
+        future.cancel()
+        concurrent.futures.wait([future], timeout=SLICE * 4)
+        raise
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=SLICE * 4)
+        if not thread.is_alive():
+            loop.close()
 
 
 def _check(max_wait_seconds: float, cancel_wait_seconds: float) -> None:
@@ -89,10 +118,7 @@ class _Batches:
                     schedule=self.schedule,
                 )
 
-        fan: FanOut[Batch] | None = run_coro_as_sync(follow_all())
-        if fan is None:
-            raise RuntimeError("following the batches returned nothing")
-        return fan
+        return run_in_loop_thread(follow_all())
 
     def end_all(self, failure: BaseException) -> None:
         """After an interruption (a flow timeout, a cancellation, a crash signal, an error while starting):

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from prefect_openai_runs._intents import find_intent
 from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
@@ -23,7 +22,7 @@ from prefect_openai_runs._lifecycle._sync._backend import sleep
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
 from prefect_openai_runs._lifecycle._sync._driver import start_job
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs.batch_files import BatchResults, read_results
+from prefect_openai_runs.batch_files import BatchResults, Outputs, read_results
 from prefect_openai_runs.client import BatchesClient
 from prefect_openai_runs.exceptions import NotFoundError
 from prefect_openai_runs.models import Batch, BatchLineError, BatchUsage, CreateBatchParams, FileObject
@@ -39,13 +38,14 @@ class BatchRunResult:
     """The merged results of one or several batches, by ``custom_id``.
 
     Attributes:
-        outputs: The response body of every request that succeeded.
+        outputs: The response body of every request that succeeded (a mapping that holds each body as
+            JSON text and parses it when read, so that a large batch's results stay small in memory).
         errors: Why every other request failed (its error, or the non-2xx answer's status and message).
         batches: The batch objects, in input order (several when the input was split).
         usage: Tokens used, summed over the batches.
     """
 
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: Outputs = field(default_factory=Outputs)
     errors: dict[str, BatchLineError] = field(default_factory=dict)
     batches: list[Batch] = field(default_factory=list)
     usage: BatchUsage = field(default_factory=BatchUsage)
@@ -53,7 +53,7 @@ class BatchRunResult:
     def add(self, batch: Batch, results: BatchResults) -> None:
         """Merge one batch and its results."""
         self.batches.append(batch)
-        self.outputs.update(results.outputs)
+        self.outputs.merge(results.outputs)
         self.errors.update(results.errors)
         if batch.usage is not None:
             self.usage = BatchUsage(

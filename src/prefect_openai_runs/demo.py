@@ -1,4 +1,4 @@
-"""The main job: three flows against the embedded emulator and a temporary Prefect server.
+"""The main job: four flows against the embedded emulator and a temporary Prefect server.
 
 Run it with ``python3 dev.py demo`` (or ``python -m prefect_openai_runs.demo``). It needs no
 network and no API key: the emulator plays the OpenAI runs API, Prefect's test harness starts a
@@ -7,6 +7,8 @@ temporary server (SQLite). It prints each run's final status and the key of its 
 1. ``completes``: a prompt answered normally.
 2. ``deadline``: a run that would take a minute, cancelled when its 2 s deadline passes.
 3. ``tool-call``: a run that calls a function, answered by a Python handler run as a Prefect task.
+4. ``batch``: three requests sent through the Batch API (``run_batch``), followed to completion, their
+   outputs read by ``custom_id``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from prefect_openai_runs._recording import artifact_key
+from prefect_openai_runs._lifecycle._batch_hooks import BATCH_ARTIFACT_PREFIX
+from prefect_openai_runs._lifecycle._follower import PollSchedule
+from prefect_openai_runs._recording import ARTIFACT_KEY_PREFIX, artifact_key
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.exceptions import RunOutcomeError
-from prefect_openai_runs.flows import run_assistant
-from prefect_openai_runs.testing import RunScript, RunsEmulator, ToolCallSpec
+from prefect_openai_runs.flows import run_assistant, run_batch
+from prefect_openai_runs.testing import BatchScript, RunScript, RunsEmulator, ToolCallSpec
 
 
 @dataclass(frozen=True)
@@ -31,11 +35,12 @@ class Outcome:
     run_id: str
     status: str
     detail: str
+    prefix: str = ARTIFACT_KEY_PREFIX
 
     @property
     def artifact(self) -> str:
-        """The run artifact's key."""
-        return artifact_key(self.run_id)
+        """The job artifact's key."""
+        return artifact_key(self.run_id, self.prefix)
 
 
 def _weather(city: str) -> dict[str, object]:
@@ -70,8 +75,19 @@ def _run(name: str, credentials: OpenAICredentials, assistant_id: str, prompt: s
     return Outcome(name, run.id, str(run.status), f"{run.usage.total_tokens if run.usage else 0} tokens")
 
 
+def _batch(credentials: OpenAICredentials, emulator: RunsEmulator) -> Outcome:
+    emulator.default_batch_script = BatchScript(validating_seconds=0.2, in_progress_seconds=1.0)
+    questions = ["What is Prefect?", "What is a batch?", "Why cancel on timeout?"]
+    requests = [{"custom_id": f"q{n}", "body": {"model": "gpt-5-mini", "input": q}} for n, q in enumerate(questions)]
+    result = run_batch(credentials, requests, poll_schedule=PollSchedule(initial=0.5, cap=2.0), max_wait_seconds=60)
+    [batch] = result.batches
+    first = result.outputs["q0"]["output"][0]["content"][0]["text"]
+    detail = f"{len(result.outputs)} outputs, {result.usage.total_tokens} tokens; q0: {first}"
+    return Outcome("batch", batch.id, str(batch.status), detail, BATCH_ARTIFACT_PREFIX)
+
+
 def main() -> int:
-    """Run the three flows and print the summary; 0 when each ended as expected."""
+    """Run the four flows and print the summary; 0 when each ended as expected."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.testing.utilities import prefect_test_harness
 
@@ -90,15 +106,17 @@ def main() -> int:
                 "What is the weather in Paris?",
                 tool_handlers={"get_weather": _weather},
             ),
+            _batch(credentials, emulator),
         ]
         left_active = [run.id for run in emulator.active_runs()]
+        left_active += [b.id for b in emulator.batches() if b.terminal_at is None]
     print()
     print(f"{'flow':<10} {'final status':<13} {'run id':<30} artifact key")
     for outcome in outcomes:
         print(f"{outcome.name:<10} {outcome.status:<13} {outcome.run_id:<30} {outcome.artifact}")
         print(f"{'':<10} {outcome.detail}")
-    print(f"\nruns left active on the emulator: {len(left_active)}")
-    expected = {"completes": "completed", "deadline": "cancelled", "tool-call": "completed"}
+    print(f"\nruns and batches left active on the emulator: {len(left_active)}")
+    expected = {"completes": "completed", "deadline": "cancelled", "tool-call": "completed", "batch": "completed"}
     ok = all(expected[o.name] == o.status for o in outcomes) and not left_active
     print("demo: OK" if ok else "demo: UNEXPECTED OUTCOME")
     return 0 if ok else 1

@@ -22,7 +22,6 @@ from prefect_openai_runs.client._operations import (
     IDEMPOTENCY_METADATA_KEY,
     Operation,
     check_id,
-    list_page,
     parse,
     with_idempotency_key,
 )
@@ -198,7 +197,8 @@ def list_batches(*, limit: int = 20, after: str | None = None) -> Operation[List
     params: dict[str, Any] = {"limit": limit}
     if after is not None:
         params["after"] = check_id("after", after)
-    return (yield from list_page("/batches", params, Batch))
+    reply = yield Call("GET", "/batches", params=params, beta=False)
+    return parse(ListPage[Batch], reply.body)
 
 
 def _cancel_applied(batch_id: str) -> Operation[Reply | None]:

@@ -117,11 +117,16 @@ class AsyncBatchesClient(AsyncClientBase):
         """Retrieve a batch with the server's polling hint in milliseconds (``None`` when not sent)."""
         return await self._drive(ops.poll_batch(batch_id))
 
-    def list_batches(self, *, limit: int = 20) -> AsyncIterator[Batch]:
-        """Iterate over the batches, newest first, following pagination."""
-        if not 1 <= limit <= 100:
-            raise ValueError(f"limit must be between 1 and 100, got {limit}")
-        return self._pages("/batches", {"limit": limit}, Batch)
+    async def list_batches(self, *, limit: int = 20) -> AsyncIterator[Batch]:
+        """Iterate over the batches, newest first, following pagination (``limit`` per page, 1..100)."""
+        after: str | None = None
+        while True:
+            page = await self._drive(ops.list_batches(limit=limit, after=after))
+            for batch in page.data:
+                yield batch
+            if not page.has_more or not page.last_id:
+                return
+            after = page.last_id
 
     async def cancel_batch(self, batch_id: str) -> Batch:
         """Ask the server to cancel a batch; returns it ``cancelling`` (or raises ``BatchNotCancellableError``)."""

@@ -101,9 +101,7 @@ class BatchesClient(ClientBase):
         body = params if params is not None else CreateBatchParams.model_validate(options)
         return self._drive(ops.create_batch(body, idempotency_key or new_idempotency_key()))
 
-    def find_batch(
-        self, idempotency_key: str, *, window_seconds: float = ops.RECOVERY_WINDOW_SECONDS
-    ) -> Batch | None:
+    def find_batch(self, idempotency_key: str, *, window_seconds: float = ops.RECOVERY_WINDOW_SECONDS) -> Batch | None:
         """The batch created with ``idempotency_key`` in the last ``window_seconds``, if any (paging
         ``GET /batches``, newest first)."""
         not_before = time.time() - window_seconds
@@ -119,10 +117,15 @@ class BatchesClient(ClientBase):
         return self._drive(ops.poll_batch(batch_id))
 
     def list_batches(self, *, limit: int = 20) -> Iterator[Batch]:
-        """Iterate over the batches, newest first, following pagination."""
-        if not 1 <= limit <= 100:
-            raise ValueError(f"limit must be between 1 and 100, got {limit}")
-        return self._pages("/batches", {"limit": limit}, Batch)
+        """Iterate over the batches, newest first, following pagination (``limit`` per page, 1..100)."""
+        after: str | None = None
+        while True:
+            page = self._drive(ops.list_batches(limit=limit, after=after))
+            for batch in page.data:
+                yield batch
+            if not page.has_more or not page.last_id:
+                return
+            after = page.last_id
 
     def cancel_batch(self, batch_id: str) -> Batch:
         """Ask the server to cancel a batch; returns it ``cancelling`` (or raises ``BatchNotCancellableError``)."""

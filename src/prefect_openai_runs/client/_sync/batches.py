@@ -101,7 +101,9 @@ class BatchesClient(ClientBase):
         body = params if params is not None else CreateBatchParams.model_validate(options)
         return self._drive(ops.create_batch(body, idempotency_key or new_idempotency_key()))
 
-    def find_batch(self, idempotency_key: str, *, window_seconds: float = ops.RECOVERY_WINDOW_SECONDS) -> Batch | None:
+    def find_batch(
+        self, idempotency_key: str, *, window_seconds: float = ops.RECOVERY_WINDOW_SECONDS
+    ) -> Batch | None:
         """The batch created with ``idempotency_key`` in the last ``window_seconds``, if any (paging
         ``GET /batches``, newest first)."""
         not_before = time.time() - window_seconds

@@ -227,3 +227,25 @@ def test_flow_retry_reuses_the_file_and_finds_the_batch(
     assert len(runs_emulator.batches()) == 1
     assert [f.purpose for f in runs_emulator.files()].count("batch") == 1
     assert runs_emulator.request_count("POST", r"^/v1/files$") == 1
+
+
+def test_events_and_a_progress_artifact_of_the_requests_done(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, asserting_events_worker: Any
+) -> None:
+    from prefect.events.clients import AssertingEventsClient
+
+    from flow_helpers import flow_run_artifacts
+
+    runs_emulator.default_batch_script = QUICK
+    state = run_batch(credentials, bodies(4), poll_schedule=FAST, return_state=True)
+    [batch] = state.result().batches
+    asserting_events_worker.drain()
+
+    ours = [e for c in AssertingEventsClient.all for e in c.events if e.resource.id == f"openai.batch.{batch.id}"]
+    assert [e.event for e in ours][-1] == "openai.batch.completed"
+    assert {e.event for e in ours} <= {
+        f"openai.batch.{s}" for s in ("validating", "in_progress", "finalizing", "completed")
+    }
+    assert ours[-1].payload["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
+    [progress] = [a for a in flow_run_artifacts(state.state_details.flow_run_id) if a.type == "progress"]
+    assert progress.data == 100.0

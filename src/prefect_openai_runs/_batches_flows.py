@@ -29,7 +29,7 @@ from prefect_openai_runs._lifecycle._fanout import FanOut, follow_many
 from prefect_openai_runs._lifecycle._follower import JobFollower, PollSchedule
 from prefect_openai_runs._lifecycle._keys import logical_key
 from prefect_openai_runs._lifecycle._outcome import cancel_reason
-from prefect_openai_runs._lifecycle._sync._batches import BatchesApi
+from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
 from prefect_openai_runs._lifecycle._sync._driver import end_job
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.batch_files import MAX_BYTES, MAX_LINES, BatchInputError, InputChunk, split_input
@@ -88,6 +88,8 @@ class _Batches:
         self.stopped = threading.Event()
         self.hooks: dict[str, BatchHooks] = {}
         self.started: list[Batch] = []
+        self.creating: BatchSpec | None = None
+        """The batch being created, until it is known (an interruption meanwhile looks it up by its key)."""
 
     def start(self, chunks: Sequence[InputChunk], template: CreateBatchParams, deadline: float) -> None:
         """Upload each input file and create its batch (or find the ones an earlier attempt made)."""
@@ -97,9 +99,11 @@ class _Batches:
                 file_id = input_file_for(client, chunk.path, key)
                 hooks = BatchHooks(stopped=self.stopped)
                 params = template.model_copy(update={"input_file_id": file_id})
+                self.creating = BatchSpec(params, key)
                 batch = start_batch(client, params, key, hooks)
                 self.hooks[batch.id] = hooks
                 self.started.append(batch)
+                self.creating = None
 
     def follow(self, max_wait_seconds: float) -> FanOut[Batch]:
         """Follow every batch from one event loop until each ends (fail fast; every one ended the one way)."""
@@ -128,12 +132,27 @@ class _Batches:
         reason = cancel_reason(failure)
         with self.credentials.get_batches_client() as client:
             api = BatchesApi(client)
+            self._find_creating(api)
             for batch in self.started:
                 follower: JobFollower[Batch] = JobFollower(BATCH, BATCH.ref(batch), max(self.cancel_wait_seconds, 1.0))
                 try:
                     end_job(api, follower, failure, self.cancel_wait_seconds, BatchHooks(progress=False), reason)
                 except OpenAIRunsError as exc:
                     get_logger().error("Could not cancel or record OpenAI batch %s: %s", batch.id, exc)
+
+
+    def _find_creating(self, api: BatchesApi) -> None:
+        """Add the batch whose create was interrupted, if the server has it."""
+        if self.creating is None:
+            return
+        try:
+            found = api.recover(self.creating)
+        except OpenAIRunsError as exc:
+            get_logger().error("Could not look for the batch created before the interruption: %s", exc)
+            return
+        if found is not None and found.id not in {b.id for b in self.started}:
+            get_logger().warning("Found batch %s, created before the interruption; it will be ended", found.id)
+            self.started.append(found)
 
 
 def _final(fan: FanOut[Batch]) -> list[Batch]:

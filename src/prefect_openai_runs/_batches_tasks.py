@@ -177,6 +177,7 @@ def wait_for_batch(
         ```
     """
     hooks = BatchHooks()
+    hooks.watch(batch_id)
     with resolve_credentials(credentials).get_batches_client() as client:
         api = BatchesApi(client, on_poll=hooks.polled)
         follower: JobFollower[Batch] = JobFollower(

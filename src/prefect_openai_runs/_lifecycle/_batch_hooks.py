@@ -110,8 +110,12 @@ class BatchHooks:
             "Created OpenAI batch %s on file %s (%s, status %s)", job.id, job.input_file_id, job.endpoint, job.status
         )
         self.write(job)
+        self.watch(job.id)
+
+    def watch(self, batch_id: str) -> None:
+        """Start the progress artifact of the requests done (once, when enabled)."""
         if self.progress_enabled and self.progress is None:
-            self.progress = ProgressReporter(job.id, 1.0, description=f"Requests done in OpenAI batch {job.id}")
+            self.progress = ProgressReporter(batch_id, 1.0, description=f"Requests done in OpenAI batch {batch_id}")
 
     def changed(self, change: StatusChange, job: Batch) -> None:
         """Log and emit the change."""

@@ -117,7 +117,7 @@ def test_still_cancelling_after_the_wait_is_reported_honestly(
     runs_emulator.default_batch_script = BatchScript(in_progress_seconds=None, cancelling_seconds=30.0)
 
     with pytest.raises(JobTimedOut) as caught:
-        run_batch(credentials, bodies(2), max_wait_seconds=0.5, cancel_wait_seconds=0.3, poll_schedule=FAST)
+        run_batch(credentials, bodies(2), max_wait_seconds=2.0, cancel_wait_seconds=0.3, poll_schedule=FAST)
 
     [record] = runs_emulator.batches()
     assert record.status == "cancelling"
@@ -199,7 +199,7 @@ def test_bad_parameters_fail_before_any_request(runs_emulator: RunsEmulator, cre
 
 def test_flow_timeout_cancels_the_batch(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:
     runs_emulator.default_batch_script = BatchScript(in_progress_seconds=None, cancelling_seconds=0.05)
-    timed = run_batch.with_options(timeout_seconds=1)
+    timed = run_batch.with_options(timeout_seconds=3)
 
     state = timed(credentials, bodies(2), poll_schedule=FAST, cancel_wait_seconds=5.0, return_state=True)
 

@@ -12,8 +12,10 @@ from pydantic import Field, HttpUrl, SecretStr
 from prefect_openai_runs.client import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT,
+    AsyncBatchesClient,
     AsyncResponsesClient,
     AsyncRunsClient,
+    BatchesClient,
     ResponsesClient,
     RunsClient,
 )
@@ -161,6 +163,14 @@ class OpenAICredentials(CredentialsBlock):
     def get_async_responses_client(self, **overrides: Any) -> AsyncResponsesClient:
         """An asynchronous client of background responses with these settings (keyword arguments override them)."""
         return AsyncResponsesClient(**self._client_options(overrides))
+
+    def get_batches_client(self, **overrides: Any) -> BatchesClient:
+        """A synchronous client of the files and batches APIs with these settings (keywords override them)."""
+        return BatchesClient(**self._client_options(overrides))
+
+    def get_async_batches_client(self, **overrides: Any) -> AsyncBatchesClient:
+        """An asynchronous client of the files and batches APIs with these settings (keywords override them)."""
+        return AsyncBatchesClient(**self._client_options(overrides))
 
 
 def resolve_credentials(credentials: OpenAICredentials | str) -> OpenAICredentials:

@@ -10,6 +10,8 @@ temporary server (SQLite). It prints each run's final status and the key of its 
 
 The same three with background responses (``run_response``): ``resp-completes``, ``resp-deadline``
 (cancelled at its 1 s deadline) and ``resp-tool-call`` (a function call answered by a follow-up response).
+Then ``batch``: three requests sent through the Batch API (``run_batch``), followed to completion, their
+outputs read by ``custom_id``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from prefect_openai_runs._lifecycle._response_hooks import response_artifact_key
-from prefect_openai_runs._recording import artifact_key
+from prefect_openai_runs._lifecycle._follower import PollSchedule
+from prefect_openai_runs._recording import job_artifact_key
 from prefect_openai_runs.blocks import OpenAICredentials
 from prefect_openai_runs.exceptions import JobOutcomeError, RunOutcomeError
-from prefect_openai_runs.flows import run_assistant, run_response
-from prefect_openai_runs.testing import ResponseScript, RunScript, RunsEmulator, ToolCallSpec
+from prefect_openai_runs.flows import run_assistant, run_batch, run_response
+from prefect_openai_runs.testing import BatchScript, ResponseScript, RunScript, RunsEmulator, ToolCallSpec
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Outcome:
     @property
     def artifact(self) -> str:
         """The run (or response) artifact's key."""
-        return response_artifact_key(self.run_id) if self.kind == "response" else artifact_key(self.run_id)
+        return job_artifact_key(self.kind, self.run_id)
 
 
 def _weather(city: str) -> dict[str, object]:
@@ -100,8 +102,19 @@ def _respond(name: str, credentials: OpenAICredentials, prompt: str, **options: 
     return Outcome(name, response.id, str(response.status), f"{tokens} tokens: {response.output_text}", "response")
 
 
+def _batch(credentials: OpenAICredentials, emulator: RunsEmulator) -> Outcome:
+    emulator.default_batch_script = BatchScript(validating_seconds=0.2, in_progress_seconds=1.0)
+    questions = ["What is Prefect?", "What is a batch?", "Why cancel on timeout?"]
+    requests = [{"custom_id": f"q{n}", "body": {"model": "gpt-5-mini", "input": q}} for n, q in enumerate(questions)]
+    result = run_batch(credentials, requests, poll_schedule=PollSchedule(initial=0.5, cap=2.0), max_wait_seconds=60)
+    [batch] = result.batches
+    first = result.outputs["q0"]["output"][0]["content"][0]["text"]
+    detail = f"{len(result.outputs)} outputs, {result.usage.total_tokens} tokens; q0: {first}"
+    return Outcome("batch", batch.id, str(batch.status), detail, "batch")
+
+
 def main() -> int:
-    """Run the three flows and print the summary; 0 when each ended as expected."""
+    """Run the demo flows and print the summary; 0 when each ended as expected."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.testing.utilities import prefect_test_harness
 
@@ -133,16 +146,19 @@ def main() -> int:
                 tool_handlers={"get_weather": _weather},
             ),
         ]
+        outcomes.append(_batch(credentials, emulator))
         left_active = [run.id for run in emulator.active_runs()]
         left_active += [r.id for r in emulator.responses() if r.status in ("queued", "in_progress")]
+        left_active += [b.id for b in emulator.batches() if b.terminal_at is None]
     print()
     print(f"{'flow':<14} {'final status':<13} {'job id':<30} artifact key")
     for outcome in outcomes:
         print(f"{outcome.name:<14} {outcome.status:<13} {outcome.run_id:<30} {outcome.artifact}")
         print(f"{'':<14} {outcome.detail}")
-    print(f"\nruns and responses left active on the emulator: {len(left_active)}")
+    print(f"\nruns, responses and batches left active on the emulator: {len(left_active)}")
     expected = {"completes": "completed", "deadline": "cancelled", "tool-call": "completed"}
     expected |= {f"resp-{name}": status for name, status in expected.items()}
+    expected["batch"] = "completed"
     ok = all(expected[o.name] == o.status for o in outcomes) and not left_active
     print("demo: OK" if ok else "demo: UNEXPECTED OUTCOME")
     return 0 if ok else 1

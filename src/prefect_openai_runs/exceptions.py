@@ -229,6 +229,10 @@ class JobOutcomeError(OpenAIRunsError):
         reason: Why the job ended this way, in words.
     """
 
+    results: Any = None
+    """What the job produced before it ended, when it has partial results (a batch's
+    :class:`~prefect_openai_runs.BatchRunResult`), else ``None``."""
+
     def __init__(self, job: Any, reason: str) -> None:
         self.job = job
         self.reason = reason

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_openai_runs._intents import find_intent
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
 from prefect_openai_runs._lifecycle._hooks import RunHooks
-from prefect_openai_runs._lifecycle._keys import derived_key, logical_key
+from prefect_openai_runs._lifecycle._keys import logical_key
 from prefect_openai_runs._lifecycle._steps import STEPS
 from prefect_openai_runs._lifecycle._sync._backend import Reader
 from prefect_openai_runs._lifecycle._sync._driver import run_job
@@ -240,16 +240,19 @@ def run_assistant_fan_out(
     return wait_for_runs(credentials, runs, max_wait_seconds=max_wait_seconds, fail_fast=fail_fast)
 
 
-# Background responses (see _responses_flows) and the fleet fan-out (see _fleet), here so that every
-# flow is in one module.
+# Background responses (see _responses_flows), batches (see _batches_flows) and the fleet fan-out (see
+# _fleet), here so that every flow is in one module.
+from prefect_openai_runs._batches_flows import BatchRunResult, run_batch  # noqa: E402
 from prefect_openai_runs._fleet import run_assistant_fleet  # noqa: E402
 from prefect_openai_runs._responses_flows import run_response  # noqa: E402
 
 __all__ = [
+    "BatchRunResult",
     "answer_tool_calls",
     "cancel_orphaned_runs",
     "run_assistant",
     "run_assistant_fan_out",
     "run_assistant_fleet",
+    "run_batch",
     "run_response",
 ]

@@ -38,9 +38,12 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs._intents import Intent, recorded_intents
+from prefect_openai_runs._lifecycle._async._batches import AsyncBatchesApi
 from prefect_openai_runs._lifecycle._async._driver import Ending, end_job
 from prefect_openai_runs._lifecycle._async._responses import AsyncResponsesApi
 from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
+from prefect_openai_runs._lifecycle._batch_hooks import batch_view
+from prefect_openai_runs._lifecycle._batch_kind import BATCH
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS as CANCEL_WAIT
 from prefect_openai_runs._lifecycle._follower import JobFollower, StatusChange
 from prefect_openai_runs._lifecycle._hooks import PrefectJobHooks
@@ -100,9 +103,22 @@ async def _responses_api(credentials: OpenAICredentials) -> AsyncIterator[AsyncR
         yield AsyncResponsesApi(client)
 
 
+@asynccontextmanager
+async def _batches_api(credentials: OpenAICredentials) -> AsyncIterator[AsyncBatchesApi]:
+    async with credentials.get_async_batches_client() as client:
+        yield AsyncBatchesApi(client)
+
+
+def _find_batch(credentials: OpenAICredentials, intent: Intent) -> JobRef | None:
+    with credentials.get_batches_client() as client:
+        batch = client.find_batch(intent.key)
+    return None if batch is None else JobRef(BATCH.name, batch.id)
+
+
 KINDS: dict[str, KindSupport] = {
     RUN.name: KindSupport(_runs_api, run_view, _find_run),
     RESPONSE.name: KindSupport(_responses_api, response_view),  # no find: a response cannot be found by key
+    BATCH.name: KindSupport(_batches_api, batch_view, _find_batch),
 }
 """Every kind of job the guard hooks and the orphan sweep can end, by name."""
 

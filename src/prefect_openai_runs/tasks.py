@@ -500,7 +500,16 @@ def wait_for_runs(
     return [f.job for f in fan.followers if f.job is not None]
 
 
-# Background responses (see _responses_tasks), here so that every task is in one module.
+# Background responses (see _responses_tasks) and batches (see _batches_tasks), here so that every task is
+# in one module.
+from prefect_openai_runs._batches_tasks import (  # noqa: E402
+    cancel_batch,
+    create_batch,
+    download_batch_results,
+    get_batch,
+    upload_batch_file,
+    wait_for_batch,
+)
 from prefect_openai_runs._responses_tasks import (  # noqa: E402
     cancel_response,
     create_background_response,
@@ -510,17 +519,23 @@ from prefect_openai_runs._responses_tasks import (  # noqa: E402
 )
 
 __all__ = [
+    "cancel_batch",
     "cancel_response",
     "cancel_run",
     "create_background_response",
+    "create_batch",
     "create_run",
     "create_thread_and_run",
     "create_threads_and_runs",
+    "download_batch_results",
+    "get_batch",
     "get_response",
     "get_run",
     "get_run_output",
     "read_reply",
     "submit_tool_outputs",
+    "upload_batch_file",
+    "wait_for_batch",
     "wait_for_response",
     "wait_for_responses",
     "wait_for_run",

@@ -39,6 +39,7 @@ class ProgressReporter:
         every: float = 1.0,
         kind: str = "run",
         flow_run_id: UUID | None = None,
+        description: str | None = None,
     ) -> None:
         self._max_wait = max_wait_seconds
         self._every = every
@@ -47,7 +48,7 @@ class ProgressReporter:
         self._id: UUID | None = None
         self._value = 0.0
         self._job = f"OpenAI {kind} {run_id}"
-        self.description = f"Progress · waiting for {inline(self._job)} (deadline {max_wait_seconds:g}s)"
+        self.description = description or f"Progress · waiting for {inline(self._job)} (deadline {max_wait_seconds:g}s)"
         self._flow_run_id, self._task_run_id = linked_runs(flow_run_id)
         self._slot = f"progress@{uuid4()}"
         self.finished = False
@@ -73,6 +74,16 @@ class ProgressReporter:
                 self._id = created
         else:
             client.update_artifact(artifact_id=known, artifact=ArtifactUpdate(data=value, description=description))
+
+    def set(self, percent: float, force: bool = False) -> None:
+        """Report a percentage done directly (e.g. a batch's requests done); returns at once."""
+        now = time.monotonic()
+        if self.finished or (not force and now - self._last < self._every):
+            return
+        self._last = now
+        with self._lock:
+            self._value = max(0.0, min(100.0, percent))
+        self._send(essential=False)
 
     def update(self, elapsed: float, force: bool = False) -> None:
         """Report ``elapsed`` seconds (as a percentage of the deadline); returns at once."""

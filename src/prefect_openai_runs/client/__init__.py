@@ -17,10 +17,12 @@ Example:
     ```
 """
 
+from prefect_openai_runs.client._async.batches import AsyncBatchesClient
 from prefect_openai_runs.client._async.responses import AsyncResponsesClient
 from prefect_openai_runs.client._async.runs import AsyncRunsClient
 from prefect_openai_runs.client._config import DEFAULT_BASE_URL, DEFAULT_TIMEOUT
 from prefect_openai_runs.client._operations import IDEMPOTENCY_METADATA_KEY
+from prefect_openai_runs.client._sync.batches import BatchesClient
 from prefect_openai_runs.client._sync.responses import ResponsesClient
 from prefect_openai_runs.client._sync.runs import RunsClient
 
@@ -28,8 +30,10 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
     "IDEMPOTENCY_METADATA_KEY",
+    "AsyncBatchesClient",
     "AsyncResponsesClient",
     "AsyncRunsClient",
+    "BatchesClient",
     "ResponsesClient",
     "RunsClient",
 ]

@@ -22,7 +22,6 @@ from prefect_openai_runs.client._operations import (
     IDEMPOTENCY_METADATA_KEY,
     Operation,
     check_id,
-    list_page,
     parse,
     with_idempotency_key,
 )
@@ -186,6 +185,12 @@ def get_batch(batch_id: str) -> Operation[Batch]:
     return parse(Batch, reply.body)
 
 
+def poll_batch(batch_id: str) -> Operation[tuple[Batch, int | None]]:
+    """``GET /batches/{batch_id}`` with the server's polling hint in milliseconds (``None`` when not sent)."""
+    reply = yield Call("GET", _batch_path(batch_id), beta=False)
+    return parse(Batch, reply.body), reply.poll_after_ms
+
+
 def list_batches(*, limit: int = 20, after: str | None = None) -> Operation[ListPage[Batch]]:
     """One page of ``GET /batches`` (newest first).
 
@@ -197,7 +202,8 @@ def list_batches(*, limit: int = 20, after: str | None = None) -> Operation[List
     params: dict[str, Any] = {"limit": limit}
     if after is not None:
         params["after"] = check_id("after", after)
-    return (yield from list_page("/batches", params, Batch))
+    reply = yield Call("GET", "/batches", params=params, beta=False)
+    return parse(ListPage[Batch], reply.body)
 
 
 def _cancel_applied(batch_id: str) -> Operation[Reply | None]:

@@ -3,7 +3,8 @@ the current deadline, turning an error response into an exception, and the strea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
@@ -11,7 +12,7 @@ from pydantic import SecretStr
 
 from prefect_openai_runs import _deadline
 from prefect_openai_runs._secrets import mask_secrets, secret_values
-from prefect_openai_runs.client._http import Call, build_headers, check_response, transport_error
+from prefect_openai_runs.client._http import BETA_HEADER, Call, build_headers, check_response, transport_error
 from prefect_openai_runs.client._pacing import shared_budget
 from prefect_openai_runs.client._sse import SSEDecoder
 from prefect_openai_runs.exceptions import APIConnectionError, StreamError
@@ -23,6 +24,9 @@ DEFAULT_TIMEOUT = 60.0
 MAX_CONNECTIONS = 1000
 """One connection per open event stream: as many kept alive as may be open at once, so that following a
 thousand jobs never churns through new TCP connections."""
+
+DOWNLOAD_CHUNK_BYTES = 1 << 16
+"""Bytes read at a time when a file's content is streamed to disk."""
 
 Order = Literal["asc", "desc"]
 E = TypeVar("E")
@@ -89,6 +93,8 @@ class ClientConfig:
             project=project,
             extra=default_headers,
         )
+        self._beta_headers = [name for name in BETA_HEADER if name not in (default_headers or {})]
+        """The beta headers a request that does not need them goes without (unless the user set them)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, organization={self.organization!r})"
@@ -141,6 +147,18 @@ class ClientConfig:
 
     def _transport_error(self, exc: httpx.HTTPError, call: Call) -> APIConnectionError:
         return transport_error(exc, call, self._secrets)
+
+
+@contextmanager
+def open_uploads(call: Call) -> Iterator[dict[str, Any]]:
+    """httpx's ``data=`` and ``files=`` for a multipart call (nothing for others), with each file's
+    stream opened for this attempt and closed after it."""
+    if not call.files and call.form is None:
+        yield {}
+        return
+    with ExitStack() as stack:
+        files = {u.form_field: (u.filename, stack.enter_context(u.open()), u.content_type) for u in call.files}
+        yield {"data": dict(call.form or {}), "files": files or None}
 
 
 class StreamCodec(Protocol[E]):

@@ -5,14 +5,16 @@ synchronous twin)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from prefect_openai_runs.client import _operations as ops
 from prefect_openai_runs.client._sync._backend import new_http_client, pace
-from prefect_openai_runs.client._config import ClientConfig, StreamCodec
+from prefect_openai_runs.client._config import DOWNLOAD_CHUNK_BYTES, ClientConfig, StreamCodec, open_uploads
 from prefect_openai_runs.client._http import Call, Reply, reply_from_response
 from prefect_openai_runs.exceptions import OpenAIRunsError
 from prefect_openai_runs.retry import is_ambiguous
@@ -43,20 +45,31 @@ class ClientBase(ClientConfig):
         """Close the connection pool."""
         self._http.close()
 
+    def _build(self, call: Call, uploads: dict[str, Any] | None = None) -> httpx.Request:
+        """The request of ``call`` (with its multipart ``uploads``), without the beta header when not needed."""
+        request = self._http.build_request(**self._request(call), **(uploads or {}))
+        if not call.beta:
+            for name in self._beta_headers:
+                request.headers.pop(name, None)
+        return request
+
     def _send_once(self, call: Call) -> Reply:
         response = self._exchange(call)
         self._check(response)
+        if call.raw:
+            return Reply(body=response.content, request_id=response.headers.get("x-request-id"))
         return reply_from_response(response)
 
     def _exchange(self, call: Call, stream: bool = False) -> httpx.Response:
-        """One attempt: wait for the request's turn (rate pacing), send it, and let the budget learn from
-        the answer's headers."""
+        """One attempt: wait for the request's turn (rate pacing), send it (a multipart body's files opened
+        anew for it), and let the budget learn from the answer's headers."""
         pace(self._budget, self.rate_limit if call.creates else None)
-        try:
-            response = self._http.send(self._http.build_request(**self._request(call)), stream=stream)
-        except httpx.HTTPError as exc:
-            self._budget.release()
-            raise self._transport_error(exc, call) from None
+        with open_uploads(call) as uploads:
+            try:
+                response = self._http.send(self._build(call, uploads), stream=stream)
+            except httpx.HTTPError as exc:
+                self._budget.release()
+                raise self._transport_error(exc, call) from None
         self._budget.observe(response.status_code, response.headers)
         return response
 
@@ -128,3 +141,25 @@ class ClientBase(ClientConfig):
             for item in page.data:
                 yield item
             query = ops.next_page_params(query, page)
+
+    def _download(self, call: Call, target: Path) -> int:
+        """Stream a raw response's body into ``target`` in chunks (memory stays flat), retried whole on
+        failure; the file appears only once complete. Returns its size in bytes."""
+        partial = target.with_name(f".{target.name}.part")
+        for attempt in self.retry_policy.retrying():
+            with attempt:
+                response = self._exchange(call, stream=True)
+                try:
+                    if response.is_error:
+                        self._check(response, (response.read()).decode("utf-8", "replace"))
+                    size = 0
+                    with partial.open("wb") as handle:
+                        for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
+                            handle.write(chunk)
+                            size += len(chunk)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, call) from None
+                finally:
+                    response.close()
+        os.replace(partial, target)
+        return size

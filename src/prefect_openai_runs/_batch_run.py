@@ -1,0 +1,145 @@
+"""The steps of a batch job shared by the batch tasks and the ``run_batch`` flow: upload an input file
+once, create its batch once (found again on a retry), and collect the results of one or several batches.
+
+Idempotency across Prefect retries: each batch's key comes from :func:`~._lifecycle._keys.logical_key`
+(the same in every attempt of the same logical call). The key names the uploaded file and goes into the
+batch's metadata; the intent recorded before the create carries the input file's id. A retry that finds
+that intent reuses the file and looks for the batch (paging ``GET /batches``) before creating one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect_openai_runs._intents import find_intent
+from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
+from prefect_openai_runs._lifecycle._sync._backend import sleep
+from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
+from prefect_openai_runs._lifecycle._sync._driver import start_job
+from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs.batch_files import BatchResults, Outputs, read_results
+from prefect_openai_runs.client import BatchesClient
+from prefect_openai_runs.exceptions import NotFoundError
+from prefect_openai_runs.models import Batch, BatchLineError, BatchUsage, CreateBatchParams, FileObject
+
+FILE_READY_POLL_SECONDS = 1.0
+"""How often a freshly uploaded file that is still ``pending`` (Azure) is read again."""
+FILE_READY_TIMEOUT_SECONDS = 300.0
+"""How long a ``pending`` file is waited for before giving up."""
+
+
+@dataclass
+class BatchRunResult:
+    """The merged results of one or several batches, by ``custom_id``.
+
+    Attributes:
+        outputs: The response body of every request that succeeded (a mapping that holds each body as
+            JSON text and parses it when read, so that a large batch's results stay small in memory).
+        errors: Why every other request failed (its error, or the non-2xx answer's status and message).
+        batches: The batch objects, in input order (several when the input was split).
+        usage: Tokens used, summed over the batches.
+    """
+
+    outputs: Outputs = field(default_factory=Outputs)
+    errors: dict[str, BatchLineError] = field(default_factory=dict)
+    batches: list[Batch] = field(default_factory=list)
+    usage: BatchUsage = field(default_factory=BatchUsage)
+
+    def add(self, batch: Batch, results: BatchResults) -> None:
+        """Merge one batch and its results."""
+        self.batches.append(batch)
+        self.outputs.merge(results.outputs)
+        self.errors.update(results.errors)
+        if batch.usage is not None:
+            self.usage = BatchUsage(
+                input_tokens=self.usage.input_tokens + batch.usage.input_tokens,
+                output_tokens=self.usage.output_tokens + batch.usage.output_tokens,
+                total_tokens=self.usage.total_tokens + batch.usage.total_tokens,
+            )
+
+
+def file_name(key: str) -> str:
+    """The uploaded input file's name, carrying the idempotency key (``batch-<key>.jsonl``)."""
+    return f"batch-{key}.jsonl"
+
+
+def wait_until_ready(client: BatchesClient, uploaded: FileObject, timeout: float = FILE_READY_TIMEOUT_SECONDS) -> None:
+    """Wait while a freshly uploaded file is ``pending`` (Azure refuses a batch on it until ``processed``).
+
+    Raises:
+        TimeoutError: The file was still not ready after ``timeout`` seconds.
+    """
+    give_up = time.monotonic() + timeout
+    current = uploaded
+    while not current.status.is_ready:
+        if time.monotonic() > give_up:
+            raise TimeoutError(f"file {uploaded.id} is still {current.status} after {timeout:g}s; try again later")
+        sleep(FILE_READY_POLL_SECONDS)
+        current = client.get_file(uploaded.id)
+
+
+def input_file_for(client: BatchesClient, path: str | os.PathLike[str], key: str) -> str:
+    """The id of the input file of the batch keyed ``key``: the one an earlier attempt recorded in its
+    intent (or uploaded under the key's name) if it still exists, else ``path`` uploaded now."""
+    earlier = find_intent(key)
+    if earlier is not None and earlier.parent_id:
+        try:
+            client.get_file(earlier.parent_id)
+        except NotFoundError:
+            get_logger().warning("The input file %s of an earlier attempt is gone; uploading again", earlier.parent_id)
+        else:
+            get_logger().info("Reusing input file %s, uploaded by an earlier attempt", earlier.parent_id)
+            return earlier.parent_id
+    name = file_name(key)
+    uploaded = client.find_file(name, os.path.getsize(path))
+    if uploaded is not None:
+        get_logger().info("Reusing input file %s, uploaded by an earlier attempt", uploaded.id)
+        return uploaded.id
+    uploaded = client.upload_file(path, name)
+    get_logger().info("Uploaded batch input file %s (%s bytes)", uploaded.id, uploaded.bytes)
+    wait_until_ready(client, uploaded)
+    return uploaded.id
+
+
+def start_batch(client: BatchesClient, params: CreateBatchParams, key: str, hooks: BatchHooks) -> Batch:
+    """Create the batch keyed ``key``, or find the one an earlier attempt created (its intent was
+    recorded), recording the intent first and the batch at once."""
+    api = BatchesApi(client)
+    spec = BatchSpec(params, key)
+    if find_intent(key) is not None:
+        found = api.recover(spec)
+        if found is not None:
+            get_logger().info("Found batch %s, created by an earlier attempt: following it", found.id)
+            hooks.created(found)
+            return found
+    batch, _ = start_job(api, spec, key=key, parent_id=params.input_file_id, stream=False, hooks=hooks)
+    return batch
+
+
+def download_results(
+    client: BatchesClient, batch: Batch, directory: str | os.PathLike[str] | None = None
+) -> BatchResults:
+    """Download a batch's output and error files (streamed to disk, then parsed line by line).
+
+    A cancelled or expired batch has partial results: what ran before it ended.
+    """
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        paths = [
+            client.download_file_content(file_id, Path(tmp) / f"{file_id}.jsonl")
+            for file_id in (batch.output_file_id, batch.error_file_id)
+            if file_id
+        ]
+        return read_results(*paths)
+
+
+def collect_results(client: BatchesClient, batches: Iterable[Batch]) -> BatchRunResult:
+    """Every batch's results merged (a batch without result files adds nothing but itself)."""
+    merged = BatchRunResult()
+    for batch in batches:
+        merged.add(batch, download_results(client, batch))
+    return merged

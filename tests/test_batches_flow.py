@@ -16,9 +16,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from prefect_openai_runs import OpenAICredentials
 from prefect_openai_runs import _batches_flows as batches_flows
-from prefect_openai_runs._lifecycle._batch_hooks import BATCH_ARTIFACT_PREFIX
 from prefect_openai_runs._lifecycle._follower import PollSchedule
-from prefect_openai_runs._recording import artifact_key, registered_jobs
+from prefect_openai_runs._recording import job_artifact_key, registered_jobs
 from prefect_openai_runs.batch_files import BatchInputError
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY
 from prefect_openai_runs.exceptions import JobExpired, JobFailed, JobTimedOut
@@ -42,7 +41,7 @@ def statuses(emu: RunsEmulator, batch_id: str) -> list[str]:
 def batch_markdown(batch_id: str) -> str:
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(batch_id, BATCH_ARTIFACT_PREFIX)]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[job_artifact_key("batch", batch_id)]))
         )
     assert found, f"no artifact for batch {batch_id}"
     data = sorted(found, key=lambda a: a.created or 0)[-1].data
@@ -244,7 +243,7 @@ def test_events_and_a_progress_artifact_of_the_requests_done(
     ours = [e for c in AssertingEventsClient.all for e in c.events if e.resource.id == f"openai.batch.{batch.id}"]
     assert [e.event for e in ours][-1] == "openai.batch.completed"
     assert {e.event for e in ours} <= {
-        f"openai.batch.{s}" for s in ("validating", "in_progress", "finalizing", "completed")
+        f"openai.batch.{s}" for s in ("created", "validating", "in_progress", "finalizing", "completed")
     }
     assert ours[-1].payload["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
     [progress] = [a for a in flow_run_artifacts(state.state_details.flow_run_id) if a.type == "progress"]

@@ -12,9 +12,9 @@ from prefect import flow
 from prefect_openai_runs import OpenAICredentials
 from prefect_openai_runs._lifecycle._follower import PollSchedule
 from prefect_openai_runs.exceptions import JobFailed, JobTimedOut
+from prefect_openai_runs.flows import BatchRunResult
 from prefect_openai_runs.models import Batch
 from prefect_openai_runs.tasks import (
-    BatchRunResult,
     cancel_batch,
     create_batch,
     download_batch_results,

@@ -213,7 +213,7 @@ def test_function_calls_round_trip(runs_emulator: RunsEmulator, credentials: Ope
         asked.append(city)
         return {"city": city, "forecast": "sunny"}
 
-    tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+    tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": False}]
     response = run_response(credentials, "gpt-5", "Weather?", tools=tools, tool_handlers={"get_weather": get_weather})
 
     assert asked == ["Paris"]

@@ -77,7 +77,7 @@ def _run(name: str, credentials: OpenAICredentials, assistant_id: str, prompt: s
     return Outcome(name, run.id, str(run.status), f"{run.usage.total_tokens if run.usage else 0} tokens")
 
 
-WEATHER_TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+WEATHER_TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": False}
 
 
 def _response_scripts(emulator: RunsEmulator) -> None:

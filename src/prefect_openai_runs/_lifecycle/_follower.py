@@ -63,6 +63,10 @@ class PollSchedule:
         return float(min(self.cap, self.initial * self.factor**growth))
 
 
+NO_POLL_MARGIN = 0.02
+"""Seconds before the deadline within which no poll is sent (a sleep can wake a hair early): a poll's answer
+would come after the deadline anyway, and the cancel that follows tells whether the job had ended."""
+
 CANCEL_SCHEDULE = PollSchedule(initial=0.05, factor=1.5, cap=1.0, steady_polls=2)
 """Polling while a cancel finishes: servers take tens of milliseconds to a few seconds."""
 
@@ -193,8 +197,8 @@ class JobFollower(Generic[J]):
             if self.settled:
                 assert self.job is not None
                 return self.job
-            if self.timed_out and self.job is not None:
-                raise self.timeout_error()
+            if self.job is not None and self.remaining <= NO_POLL_MARGIN:
+                raise self.timeout_error()  # a poll now would answer after the deadline: the cancel tells
             polled = yield None
             assert polled is not None, "a poll step is answered with the poll's result"
             job, hint = polled

@@ -127,7 +127,7 @@ def test_orphan_sweep_cancels_a_run_whose_create_answer_was_lost(runs_emulator: 
 
     swept = cancel_orphaned_runs(credentials, lookback_hours=0.1, wait_seconds=5)
 
-    assert record.id in [ref.run_id for ref in swept]
+    assert record.id in [ref.id for ref in swept]
     assert runs_emulator.run(record.id).status == "cancelled"
     assert_nothing_active(runs_emulator)
 

@@ -221,7 +221,7 @@ def cancel_batch(batch_id: str) -> Operation[Batch]:
     """
     path = f"{_batch_path(batch_id)}/cancel"
     try:
-        reply = yield Call("POST", path, beta=False, recover=lambda: _cancel_applied(batch_id))
+        reply = yield Call("POST", path, beta=False, paced=False, recover=lambda: _cancel_applied(batch_id))
     except BatchNotCancellableError:
         raise
     except BadRequestError as exc:

@@ -86,6 +86,8 @@ class Call:
         stream: Whether the response is a server-sent event stream.
         creates: Whether the request starts a job (a run, a response, a batch): it takes a slot of the
             client's Prefect rate limit, when one is named.
+        paced: Whether the request waits for its turn in the process' rate budget. A cancel does not: it
+            is what stops a job from spending, and must never wait behind a long ``retry-after``.
         retry_ambiguous: Whether the request may be sent again after a failure that may have been
             applied (timeout, dropped connection, 5xx). False for a create that nothing can find again
             (a background response: no idempotency key, no search): a second send could start a second
@@ -107,6 +109,7 @@ class Call:
     json: Any = None
     stream: bool = False
     creates: bool = False
+    paced: bool = True
     retry_ambiguous: bool = True
     recover: Callable[[], Any] | None = field(default=None, compare=False)
     form: Mapping[str, str] | None = None

@@ -235,7 +235,10 @@ def cancel_run(thread_id: str, run_id: str) -> Operation[Run]:
     nor one never needed for one the server did not honour."""
     sent_at = time.time()
     reply = yield Call(
-        "POST", f"{_run_path(thread_id, run_id)}/cancel", recover=lambda: _cancel_applied(thread_id, run_id, sent_at)
+        "POST",
+        f"{_run_path(thread_id, run_id)}/cancel",
+        paced=False,
+        recover=lambda: _cancel_applied(thread_id, run_id, sent_at),
     )
     return parse(Run, reply.body)
 

@@ -85,7 +85,9 @@ def cancel_response(response_id: str) -> Operation[Response]:
     it again before recording the end. A completed, failed or incomplete response raises
     :class:`~prefect_openai_runs.exceptions.ResponseNotCancellableError`.
     """
-    reply = yield Call("POST", f"{response_path(response_id)}/cancel", recover=lambda: _cancel_applied(response_id))
+    reply = yield Call(
+        "POST", f"{response_path(response_id)}/cancel", paced=False, recover=lambda: _cancel_applied(response_id)
+    )
     return parse(Response, reply.body)
 
 

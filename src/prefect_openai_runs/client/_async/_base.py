@@ -14,7 +14,7 @@ import httpx
 from prefect_openai_runs.client import _operations as ops
 from prefect_openai_runs.client._async._backend import new_http_client, pace
 from prefect_openai_runs.client._config import DOWNLOAD_CHUNK_BYTES, ClientConfig, StreamCodec, open_uploads
-from prefect_openai_runs.client._http import Call, Reply, reply_from_response
+from prefect_openai_runs.client._http import Call, Reply, parse_retry_after, reply_from_response
 from prefect_openai_runs.exceptions import OpenAIRunsError
 from prefect_openai_runs.retry import is_ambiguous
 
@@ -62,14 +62,22 @@ class AsyncClientBase(ClientConfig):
     async def _exchange(self, call: Call, stream: bool = False) -> httpx.Response:
         """One attempt: wait for the request's turn (rate pacing), send it (a multipart body's files opened
         anew for it), and let the budget learn from the answer's headers."""
-        await pace(self._budget, self.rate_limit if call.creates else None)
+        if call.paced:
+            await pace(self._budget, self.rate_limit if call.creates else None)
         with open_uploads(call) as uploads:
             try:
                 response = await self._http.send(self._build(call, uploads), stream=stream)
             except httpx.HTTPError as exc:
-                self._budget.release()
+                if call.paced:
+                    self._budget.release()  # the turn it booked gets no answer
                 raise self._transport_error(exc, call) from None
-        self._budget.observe(response.status_code, response.headers)
+        wait = parse_retry_after(response.headers) if response.status_code == 429 else None
+        if wait is not None and wait > self.retry_policy.max_retry_after:
+            # Not retried (RetryAfterTooLongError): the process' other requests, the cancels first, go on.
+            if call.paced:
+                self._budget.release()
+        else:
+            self._budget.observe(response.status_code, response.headers)
         return response
 
     async def _send(self, call: Call) -> Reply:

@@ -41,6 +41,7 @@ class OpenAICredentials(CredentialsBlock):
         timeout: Seconds before one request times out.
         max_retries: Retries of a failed request (429, 5xx, timeouts, dropped connections).
         retry_deadline: Seconds after which no retry of one request starts.
+        pace_requests: Pace the process' requests by the server's rate-limit headers.
         rate_limit: A Prefect global concurrency limit (with slot decay) every create takes a slot of.
 
     Example:
@@ -102,6 +103,13 @@ class OpenAICredentials(CredentialsBlock):
     retry_deadline: float = Field(
         default=120.0, gt=0, description="Seconds after the first attempt after which no retry starts."
     )
+    pace_requests: bool = Field(
+        default=False,
+        description=(
+            "Pace every request of the process by the server's x-ratelimit-* headers and back off together "
+            "after a 429 (for large fan-outs against a rate-limited account; cancels never wait)."
+        ),
+    )
     rate_limit: str | None = Field(
         default=None,
         description=(
@@ -144,6 +152,7 @@ class OpenAICredentials(CredentialsBlock):
             "timeout": self.timeout,
             "retry_policy": self.retry_policy(),
             "rate_limit": self.rate_limit,
+            "pace": self.pace_requests,
         }
         options.update(overrides)
         return options

@@ -48,11 +48,10 @@ class ClientConfig:
         retry_policy: How failed requests are retried.
         rate_limit: The name of a Prefect global concurrency limit (with slot decay) that every create
             takes a slot of, so that several processes and machines share one account's budget.
-
-    Every request of the process to the same server with the same key is paced by one shared
-    :class:`~prefect_openai_runs.client._pacing.RateBudget`, which reads the ``x-ratelimit-*`` headers and
-    the ``retry-after`` of a 429, so that many coroutines spread their requests instead of meeting a 429
-    storm, and back off together after one.
+        pace: Pace every request of the process to the same server with the same key by one shared
+            :class:`~prefect_openai_runs.client._pacing.RateBudget`, which reads the ``x-ratelimit-*``
+            headers and the ``retry-after`` of a 429, so that many coroutines spread their requests instead
+            of meeting a 429 storm, and back off together after one (cancels never wait). Off by default.
     """
 
     def __init__(
@@ -68,6 +67,7 @@ class ClientConfig:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         rate_limit: str | None = None,
+        pace: bool = False,
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not key:
@@ -82,7 +82,7 @@ class ClientConfig:
         self.project = project
         self.retry_policy = retry_policy or RetryPolicy()
         self.rate_limit = rate_limit
-        self._budget = shared_budget(self.base_url, key)
+        self._budget = shared_budget(self.base_url, key) if pace else None
         self._secrets = secret_values(key, *(default_headers or {}).values())
         self._default_query = dict(default_query or {})
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)

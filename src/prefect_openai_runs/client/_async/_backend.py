@@ -24,8 +24,9 @@ async def sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def pace(budget: RateBudget, rate_limit: str | None = None) -> None:
+async def pace(budget: RateBudget | None, rate_limit: str | None = None) -> None:
     """Wait for this request's turn: a slot of the Prefect rate limit (when named), then the process' budget."""
     if rate_limit is not None:
         await prefect_rate_limit_async(rate_limit)
-    await acquire_async(budget)
+    if budget is not None:
+        await acquire_async(budget)

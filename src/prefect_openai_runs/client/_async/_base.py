@@ -62,22 +62,23 @@ class AsyncClientBase(ClientConfig):
     async def _exchange(self, call: Call, stream: bool = False) -> httpx.Response:
         """One attempt: wait for the request's turn (rate pacing), send it (a multipart body's files opened
         anew for it), and let the budget learn from the answer's headers."""
-        if call.paced:
-            await pace(self._budget, self.rate_limit if call.creates else None)
+        budget = self._budget if call.paced else None
+        await pace(budget, self.rate_limit if call.creates else None)
         with open_uploads(call) as uploads:
             try:
                 response = await self._http.send(self._build(call, uploads), stream=stream)
             except httpx.HTTPError as exc:
-                if call.paced:
-                    self._budget.release()  # the turn it booked gets no answer
+                if budget is not None:
+                    budget.release()  # the turn it booked gets no answer
                 raise self._transport_error(exc, call) from None
-        wait = parse_retry_after(response.headers) if response.status_code == 429 else None
-        if wait is not None and wait > self.retry_policy.max_retry_after:
-            # Not retried (RetryAfterTooLongError): the process' other requests, the cancels first, go on.
-            if call.paced:
-                self._budget.release()
-        else:
-            self._budget.observe(response.status_code, response.headers)
+        if self._budget is not None:
+            wait = parse_retry_after(response.headers) if response.status_code == 429 else None
+            if wait is not None and wait > self.retry_policy.max_retry_after:
+                # Not retried (RetryAfterTooLongError): the process' other requests, the cancels first, go on.
+                if budget is not None:
+                    budget.release()
+            else:
+                self._budget.observe(response.status_code, response.headers)
         return response
 
     async def _send(self, call: Call) -> Reply:

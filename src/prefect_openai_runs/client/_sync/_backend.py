@@ -27,8 +27,9 @@ def sleep(seconds: float) -> None:
         time.sleep(min(SLICE, left))
 
 
-def pace(budget: RateBudget, rate_limit: str | None = None) -> None:
+def pace(budget: RateBudget | None, rate_limit: str | None = None) -> None:
     """Wait for this request's turn: a slot of the Prefect rate limit (when named), then the process' budget."""
     if rate_limit is not None:
         prefect_rate_limit_sync(rate_limit)
-    acquire_sync(budget)
+    if budget is not None:
+        acquire_sync(budget)

@@ -69,7 +69,8 @@ class UnknownTool(_Config):
 
 def _tool_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in {"code_interpreter", "file_search", "function"} else "unknown"
+    known = isinstance(kind, str) and kind in {"code_interpreter", "file_search", "function"}
+    return kind if known else "unknown"
 
 
 Tool = Annotated[

@@ -69,8 +69,9 @@ class UnknownTool(_Config):
 
 def _tool_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    known = isinstance(kind, str) and kind in {"code_interpreter", "file_search", "function"}
-    return kind if known else "unknown"
+    if isinstance(kind, str) and kind in {"code_interpreter", "file_search", "function"}:
+        return kind
+    return "unknown"
 
 
 Tool = Annotated[

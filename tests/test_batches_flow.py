@@ -216,7 +216,9 @@ def test_flow_retry_reuses_the_file_and_finds_the_batch(
     runs_emulator.default_batch_script = QUICK
     no_retries = credentials.model_copy(update={"max_retries": 0})
     runs_emulator.add_fault(FaultRule(method="POST", path=r"^/v1/batches$", kind="drop_after", times=1))
-    runs_emulator.add_fault(FaultRule(method="GET", path=r"^/v1/batches$", kind="drop_before", times=1))
+    # Both lookups of attempt 1 fail (the one after the create and the one before it gives up), so it
+    # leaves the batch running for the retry to find.
+    runs_emulator.add_fault(FaultRule(method="GET", path=r"^/v1/batches$", kind="drop_before", times=2))
 
     state = run_batch.with_options(retries=1, retry_delay_seconds=0)(
         no_retries, bodies(3), poll_schedule=FAST, return_state=True

@@ -1,9 +1,10 @@
 """A fleet fan-out end to end: ``prefect server start``, a process work pool with three ``prefect worker``
 processes, a deployment of ``run-assistant-fan-out`` on it, and the emulator in its own process with a
 requests-per-minute limit. :func:`run_assistant_fleet` runs in this process and sends the chunks to the
-pool; what happened is read from the emulator's record. The second test SIGKILLs a worker and its flow-run
-processes mid-way (a lost machine): its chunks go silent, are re-run on the other workers, re-attach to
-the runs already created, and the fleet completes with every prompt answered once.
+pool; what happened is read from the emulator's record. One test (one fleet is costly to start): a worker
+and its flow-run processes are SIGKILLed mid-way (a lost machine); its chunks go silent, are re-run on the
+other workers, re-attach to the runs already created, and the fleet completes with every prompt answered
+once, the other chunks untouched, and almost no request answered 429 under the requests-per-minute limit.
 """
 
 from __future__ import annotations
@@ -211,17 +212,6 @@ def assert_every_prompt_answered_once(emulator: RemoteEmulator, runs: list[Run])
     assert all(r.status == "completed" for r in runs)
 
 
-def test_a_fleet_fan_out_over_three_workers_answers_every_prompt_once(fleet: Fleet) -> None:
-    fleet.emulator.reset()
-    thread, out = _start_fleet(fleet)
-    runs = _finished(thread, out, fleet.processes)
-
-    assert_every_prompt_answered_once(fleet.emulator, runs)
-    requests = fleet.emulator.requests
-    throttled = sum(1 for r in requests if r.status == 429)
-    assert throttled <= len(requests) // 100, f"{throttled} of {len(requests)} requests answered 429"
-
-
 def _busiest_worker(fleet: Fleet) -> Managed | None:
     """A worker running at least one chunk whose OpenAI runs are in progress."""
     if not any(r.status == "in_progress" for r in fleet.emulator.runs()):
@@ -250,6 +240,9 @@ def test_a_worker_killed_mid_way_loses_nothing_and_duplicates_nothing(fleet: Fle
     runs = _finished(thread, out, [fleet.server, *survivors])
 
     assert_every_prompt_answered_once(fleet.emulator, runs)
+    requests = fleet.emulator.requests
+    throttled = sum(1 for r in requests if r.status == 429)
+    assert throttled <= len(requests) // 100, f"{throttled} of {len(requests)} requests answered 429"
     with temporary_settings(updates={PREFECT_API_URL: fleet.api_url}), get_client(sync_client=True) as client:
         names = [
             f.name for f in client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_="chunk-")))

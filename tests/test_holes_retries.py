@@ -212,8 +212,8 @@ def test_the_recovery_after_an_interruption_looks_more_than_once(runs_emulator: 
     runs_emulator.add_script(LONG)
     _drop_create_answer(runs_emulator, lookups_failing=1)
 
-    with pytest.raises(OpenAIRunsError):
-        run_assistant(credentials, runs_emulator.default_assistant_id, messages=["hi"], max_wait_seconds=20)
+    with pytest.raises(OpenAIRunsError):  # found on the second look, then followed to its deadline
+        run_assistant(credentials, runs_emulator.default_assistant_id, messages=["hi"], max_wait_seconds=3)
 
     [record] = runs_emulator.runs()
     assert record.status == "cancelled"

@@ -68,6 +68,7 @@ async def test_without_a_budget_the_same_load_meets_a_429_storm(runs_emulator: R
 _ACQUIRER = """
 import sys, time
 from prefect_openai_runs.client._throttle import prefect_rate_limit_sync
+prefect_rate_limit_sync(sys.argv[1], timeout_seconds=30)  # warm: imports and the connection, before the start
 print("ready", flush=True)
 sys.stdin.readline()
 for _ in range(int(sys.argv[2])):

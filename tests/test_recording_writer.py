@@ -1,30 +1,29 @@
 """The safety net does not depend on the Prefect server (issue 11, hole 16).
 
-A real temporary Prefect server (its own SQLite database, on a fixed port) is stopped in the middle:
-every write and event returns at once, what could not be written is logged locally with the job's
-ids, the registry still knows this process's jobs, and once a server answers again on the same URL
-(restarted on the same port, same database) everything is written, with progress coalesced to its
-latest value. The writer's own rules (coalescing, bounded backlog that never drops a job's record)
-are checked with writes that block until released.
+The session's real Prefect server is reached through a TCP relay that is taken down in the middle (to
+the client, the server is gone: connections refused, open ones cut): every write and event returns at
+once, what could not be written is logged locally with the job's ids, the registry still knows this
+process's jobs, and once the server answers again on the same URL (the relay back on its port)
+everything is written, with progress coalesced to its latest value. The writer's own rules
+(coalescing, bounded backlog that never drops a job's record) are checked with writes that block until
+released.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from uuid import UUID
 
+import httpx
 import pytest
 from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.events.worker import EventsWorker
-from prefect.server.api.server import SubprocessASGIServer
-from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flow_helpers import wait_until
 from prefect_openai_runs import StatusChange
@@ -44,6 +43,7 @@ from prefect_openai_runs._recording import (
 )
 from prefect_openai_runs._recording._artifacts import CREATED_WAIT_SECONDS
 from prefect_openai_runs.models import Run, RunStatus
+from tcp_relay import relay_to
 
 FAST = 0.05
 """Each call that touches the Prefect API must return within this (seconds), server or not."""
@@ -70,19 +70,6 @@ def library_log() -> Iterator[_Records]:
     logger.setLevel(level)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(port: int) -> SubprocessASGIServer:
-    """A Prefect server of our own on ``port`` (never ``None``: that would be the session's own server)."""
-    server = SubprocessASGIServer(port=port)
-    server.start(timeout=60)
-    return server
-
-
 def _run(status: str, run_id: str) -> Run:
     return Run.model_validate(
         {"id": run_id, "created_at": 1_700_000_000, "thread_id": "thread_w", "assistant_id": "asst_w", "status": status}
@@ -95,77 +82,74 @@ def _timed(call: object, *args: object, **kwargs: object) -> float:
     return time.perf_counter() - started
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_a_stopped_prefect_server_blocks_nothing_and_gets_every_record_once_back(
-    tmp_path: Path, library_log: _Records, monkeypatch: pytest.MonkeyPatch
+    library_log: _Records, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(get_writer(), "max_backoff", 1.0)  # retry often, to see the restart soon
-    database = f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}"
-    with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
-        port = _free_port()
-        server = _start(port)
-        try:
-            with temporary_settings({PREFECT_API_URL: server.api_url}):
+    api = httpx.URL(str(PREFECT_API_URL.value()))
+    with (
+        relay_to((api.host, api.port or 80)) as relay,
+        temporary_settings({PREFECT_API_URL: str(api.copy_with(port=relay.port))}),
+    ):
 
-                @flow
-                def pipeline() -> UUID:
-                    from prefect.context import get_run_context
+        @flow
+        def pipeline() -> UUID:
+            from prefect.context import get_run_context
 
-                    return get_run_context().flow_run.id  # type: ignore[union-attr]
+            return get_run_context().flow_run.id  # type: ignore[union-attr]
 
-                flow_run_id = pipeline()
-                before = _run("queued", "run_before")
-                record_created(before, flow_run_id=flow_run_id)
-                assert flush(20)
+        flow_run_id = pipeline()
+        before = _run("queued", "run_before")
+        record_created(before, flow_run_id=flow_run_id)
+        assert flush(20)
 
-                server.stop()  # the server goes away three seconds into a followed run, say
+        relay.down()  # the server goes away three seconds into a followed run, say
 
-                final = run_view(_run("completed", "run_before"))
-                later = run_view(_run("queued", "run_later"))
-                progress = ProgressReporter("run_before", 600, flow_run_id=flow_run_id)
-                change = StatusChange(RunStatus.COMPLETED, time.time(), 3.0)
-                durations = [
-                    _timed(write_job_artifact, final, [change], "ended completed", flow_run_id=flow_run_id),
-                    *(_timed(progress.update, 6.0 * n, force=True) for n in range(1, 20)),
-                    _timed(progress.finish, "completed", 120.0),
-                    _timed(emit_status_event, final, change, "deadline: max_wait_seconds passed", flow_run_id),
-                    _timed(emit_job_event, later, "created", None, None, flow_run_id),
-                ]
-                assert max(durations) < FAST, f"a call took {max(durations):.3f}s with the server down"
-                # a new job's record waits a little for the server, bounded, and not at all once it is known down
-                assert _timed(record_created, later, flow_run_id=flow_run_id) < CREATED_WAIT_SECONDS + FAST
-                wait_until(lambda: get_writer().stats.failures > 0)
-                assert _timed(record_created, later, flow_run_id=flow_run_id) < FAST
+        final = run_view(_run("completed", "run_before"))
+        later = run_view(_run("queued", "run_later"))
+        progress = ProgressReporter("run_before", 600, flow_run_id=flow_run_id)
+        change = StatusChange(RunStatus.COMPLETED, time.time(), 3.0)
+        durations = [
+            _timed(write_job_artifact, final, [change], "ended completed", flow_run_id=flow_run_id),
+            *(_timed(progress.update, 6.0 * n, force=True) for n in range(1, 20)),
+            _timed(progress.finish, "completed", 120.0),
+            _timed(emit_status_event, final, change, "deadline: max_wait_seconds passed", flow_run_id),
+            _timed(emit_job_event, later, "created", None, None, flow_run_id),
+        ]
+        assert max(durations) < FAST, f"a call took {max(durations):.3f}s with the server down"
+        # a new job's record waits a little for the server, bounded, and not at all once it is known down
+        assert _timed(record_created, later, flow_run_id=flow_run_id) < CREATED_WAIT_SECONDS + FAST
+        wait_until(lambda: get_writer().stats.failures > 0)
+        assert _timed(record_created, later, flow_run_id=flow_run_id) < FAST
 
-                # logged locally at once, with the kind, the ids and the status
-                for logged in (
-                    "of OpenAI run run_before (thread_w), completed",
-                    "of OpenAI run run_later (thread_w), queued",
-                ):
-                    wait_until(
-                        lambda logged=logged: any(
-                            m.startswith("Could not write") and logged in m for m in library_log.messages
-                        ),
-                        timeout=20,
-                    )
-                # this process still knows its jobs, without the server
-                assert {JobRef("run", "run_before", "thread_w"), JobRef("run", "run_later", "thread_w")} <= set(
-                    registered_jobs(flow_run_id)
-                )
-                assert not flush(0.2)
+        # logged locally at once, with the kind, the ids and the status
+        for logged in (
+            "of OpenAI run run_before (thread_w), completed",
+            "of OpenAI run run_later (thread_w), queued",
+        ):
+            wait_until(
+                lambda logged=logged: any(
+                    m.startswith("Could not write") and logged in m for m in library_log.messages
+                ),
+                timeout=20,
+            )
+        # this process still knows its jobs, without the server
+        assert {JobRef("run", "run_before", "thread_w"), JobRef("run", "run_later", "thread_w")} <= set(
+            registered_jobs(flow_run_id)
+        )
+        assert not flush(0.2)
 
-                server = _start(port)  # back, on the same URL and database
-                assert server.api_url == str(PREFECT_API_URL.value())
-                assert flush(60)
-                EventsWorker.drain_all(timeout=30)  # what was emitted meanwhile leaves while the server is up
+        relay.up()  # back, on the same URL
+        assert flush(60)
+        EventsWorker.drain_all(timeout=30)  # what was emitted meanwhile leaves while the server is up
 
-                with get_client(sync_client=True) as client:
-                    cards = _cards(client, flow_run_id)
-                assert cards[job_artifact_key("run", "run_before")].startswith("completed · run_before")
-                assert cards[job_artifact_key("run", "run_later")].startswith("queued · run_later")
-                assert float(cards["progress"]) == 100.0
-                assert any("Written to the Prefect API after" in m and "run_before" in m for m in library_log.messages)
-        finally:
-            server.stop()
+        with get_client(sync_client=True) as client:
+            cards = _cards(client, flow_run_id)
+        assert cards[job_artifact_key("run", "run_before")].startswith("completed · run_before")
+        assert cards[job_artifact_key("run", "run_later")].startswith("queued · run_later")
+        assert float(cards["progress"]) == 100.0
+        assert any("Written to the Prefect API after" in m and "run_before" in m for m in library_log.messages)
 
 
 def _cards(client: SyncPrefectClient, flow_run_id: UUID) -> dict[str, str]:

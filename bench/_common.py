@@ -4,22 +4,25 @@ machine description. Plain Python; nothing here is imported by the library or it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import random
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
-from prefect_openai_runs.testing import RemoteEmulator, RunRecord, RunScript
+from prefect_openai_runs.testing import RemoteEmulator, ResponseRecord, RunRecord, RunScript
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -121,12 +124,26 @@ def runs_by_thread(emu: RemoteEmulator) -> dict[str, RunRecord]:
     return {record.thread_id: record for record in emu.runs()}
 
 
-def when(record: RunRecord, status: str) -> float | None:
-    """When the run first entered ``status`` (emulator clock, ``time.time()``)."""
+def when(record: RunRecord | ResponseRecord, status: str) -> float | None:
+    """When the run (or response) first entered ``status`` (emulator clock, ``time.time()``)."""
     for name, at in record.history:
         if name == status:
             return at
     return None
+
+
+def detection_lags(pairs: Iterable[tuple[Any, RunRecord | ResponseRecord | None]]) -> tuple[list[float], int]:
+    """Seconds from the emulator's ``terminal_at`` to the caller holding the final job, for each
+    ``(seen, record)`` pair whose caller got it ``completed``; and how many did not (or raised).
+    ``seen`` has ``error``, ``status`` and ``have_at`` (``time.time()``)."""
+    lags, not_completed = [], 0
+    for seen, record in pairs:
+        ended = record.terminal_at if record is not None else None
+        if seen.error or ended is None or seen.have_at is None or seen.status != "completed":
+            not_completed += 1
+        else:
+            lags.append(seen.have_at - ended)
+    return lags, not_completed
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -140,6 +157,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def ratio(a: float | None, b: float | None) -> str:
+    """``a / b`` to two decimals, or ``-`` when either is missing, NaN or ``b`` is 0."""
+    if a is None or b is None or b == 0 or a != a or b != b:
+        return "-"
+    return f"{a / b:.2f}"
+
+
 def summary_ms(values: Iterable[float]) -> dict[str, float]:
     """p50 / p95 / max of seconds, in milliseconds."""
     seconds = list(values)
@@ -149,6 +173,23 @@ def summary_ms(values: Iterable[float]) -> dict[str, float]:
         "max_ms": round(max(seconds) * 1000, 1) if seconds else float("nan"),
         "n": len(seconds),
     }
+
+
+@contextlib.contextmanager
+def emulator_cpu(emu_proc: psutil.Process | None) -> Iterator[dict[str, float]]:
+    """The emulator process' CPU seconds and utilisation (of one core) over the block."""
+    out: dict[str, float] = {}
+
+    def cpu() -> float:
+        if emu_proc is None:
+            return float("nan")
+        t = emu_proc.cpu_times()
+        return float(t.user + t.system)
+
+    c0, t0 = cpu(), time.perf_counter()
+    yield out
+    out["emulator_cpu_s"] = round(cpu() - c0, 2)
+    out["emulator_core_utilisation"] = round(out["emulator_cpu_s"] / max(time.perf_counter() - t0, 1e-9), 2)
 
 
 def _cpu_model() -> str:
@@ -180,8 +221,6 @@ def _git_commit() -> str | None:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    import psutil
-
     return {
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

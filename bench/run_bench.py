@@ -1,9 +1,9 @@
-"""Benchmark: following OpenAI runs with this library vs the official SDK's ``create_and_poll``.
+"""Benchmark: following OpenAI runs (and background responses, W6) with this library vs the official SDK.
 
 Run with ``python3 dev.py bench`` (or ``.venv/bin/python bench/run_bench.py``); ``--quick`` scales
 every workload down for a smoke check; ``--only w1,w3`` picks workloads. See bench/README.md.
 
-The emulator is served from a subprocess (its CPU is not the clients'); W1 and W2 run in this
+The emulator is served from a subprocess (its CPU is not the clients'); W1, W2 and W6 run in this
 process, each W3 contender in a fresh child process (``--worker w3-...``) so its CPU and peak RSS are
 its own. Figures are printed as one table and written to ``bench/results/latest.json`` plus a dated
 copy. Not part of the test suite.
@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 import _w3
 import psutil
-from _common import PlannedRun
+from _common import PlannedRun, emulator_cpu
+from _common import ratio as _ratio
 
 from prefect_openai_runs import PollSchedule
 from prefect_openai_runs.testing import RemoteEmulator, spawn_emulator_process
@@ -44,23 +45,6 @@ POLL_ALTERNATIVES: list[tuple[str, PollSchedule | None, bool]] = [
     ("ours poll, PollSchedule(steady_polls=0): grows from the start", PollSchedule(steady_polls=0), False),
     ("ours poll, default schedule, over httpx2 (experiment)", None, True),
 ]
-
-
-@contextlib.contextmanager
-def emulator_cpu(emu_proc: psutil.Process | None) -> Iterator[dict[str, float]]:
-    """The emulator process' CPU seconds and utilisation (of one core) over the block."""
-    out: dict[str, float] = {}
-
-    def cpu() -> float:
-        if emu_proc is None:
-            return float("nan")
-        t = emu_proc.cpu_times()
-        return float(t.user + t.system)
-
-    c0, t0 = cpu(), time.perf_counter()
-    yield out
-    out["emulator_cpu_s"] = round(cpu() - c0, 2)
-    out["emulator_core_utilisation"] = round(out["emulator_cpu_s"] / max(time.perf_counter() - t0, 1e-9), 2)
 
 
 @contextlib.contextmanager
@@ -138,13 +122,7 @@ async def _w1_one(
         wall = time.perf_counter() - t0
     records = await asyncio.to_thread(common.runs_by_thread, emu)
     per_thread, kinds, _ = await asyncio.to_thread(common.requests_by_thread, emu)
-    lags, not_completed = [], 0
-    for s in seen:
-        record = records.get(s.thread_id)
-        if s.error or record is None or record.terminal_at is None or s.have_at is None or s.status != "completed":
-            not_completed += 1
-            continue
-        lags.append(s.have_at - record.terminal_at)
+    lags, not_completed = common.detection_lags((s, records.get(s.thread_id)) for s in seen)
     counts = [per_thread[p.thread_id] for p in plan]
     return {
         "label": label,
@@ -287,12 +265,6 @@ def _parse_worker(proc: subprocess.CompletedProcess[str]) -> dict[str, Any] | No
 # -- report -----------------------------------------------------------------------------------------
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or b == 0 or a != a or b != b:
-        return "-"
-    return f"{a / b:.2f}"
-
-
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target, its figures and whether it was met."""
     out: list[dict[str, Any]] = []
@@ -370,6 +342,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": pf["over_longest_s"] <= 2 * max(ours["over_longest_s"], 0.0),
                 }
             )
+    if "w6" in results:
+        import _w6  # not at the top: the W3 workers (this file) must not import the SDK with it
+
+        out += _w6.targets(results["w6"])
     return out
 
 
@@ -440,6 +416,10 @@ def table(results: dict[str, Any]) -> str:
                 + (f"  [+{v['children_cpu_s']:.1f}s Prefect server CPU]" if v.get("children_cpu_s") else "")
             )
         add("")
+    if "w6" in results:
+        import _w6
+
+        lines += _w6.table(results["w6"])
     add("Targets")
     for t in results.get("targets", []):
         add(f"  [{'met' if t['met'] else 'MISSED':>6}] {t['target']}: {t['figures']}")
@@ -449,7 +429,7 @@ def table(results: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="scale every workload down (smoke check)")
-    parser.add_argument("--only", default="w1,w2,w3", help="comma-separated workloads (default w1,w2,w3)")
+    parser.add_argument("--only", default="w1,w2,w3,w6", help="comma-separated workloads (default w1,w2,w3,w6)")
     parser.add_argument("--seed", type=int, default=20240501, help="seed of the duration spread")
     parser.add_argument("--no-alternatives", action="store_true", help="skip the W1 poll alternatives")
     parser.add_argument("--no-save", action="store_true", help="print only; do not write bench/results")
@@ -459,12 +439,12 @@ def main(argv: list[str]) -> int:
         return _w3.worker(*args.worker)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     only = {w.strip() for w in args.only.split(",") if w.strip()}
-    if unknown := only - {"w1", "w2", "w3"}:
+    if unknown := only - {"w1", "w2", "w3", "w6"}:
         parser.error(f"unknown workloads: {sorted(unknown)}")
     sizes = (
-        {"w1": 40, "w2": 20, "w3": 100, "w3_low": 2.0, "w3_high": 6.0}
+        {"w1": 40, "w2": 20, "w3": 100, "w3_low": 2.0, "w3_high": 6.0, "w6": 30}
         if args.quick
-        else {"w1": 200, "w2": 100, "w3": 1000, "w3_low": 5.0, "w3_high": 30.0}
+        else {"w1": 200, "w2": 100, "w3": 1000, "w3_low": 5.0, "w3_high": 30.0, "w6": 100}
     )
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -490,6 +470,11 @@ def main(argv: list[str]) -> int:
         if "w3" in only:
             print(f"W3: {sizes['w3']} runs", flush=True)
             results["w3"] = w3(emu, emu_proc, sizes["w3"], sizes["w3_low"], sizes["w3_high"], args.seed)
+        if "w6" in only:
+            import _w6
+
+            print(f"W6: {sizes['w6']} background responses", flush=True)
+            results["w6"] = asyncio.run(_w6.w6(emu, emu_proc, sizes["w6"], args.seed))
     results["targets"] = targets(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     text = table(results)

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     lint_status = _run(py, "-m", "ruff", "check", *lint_paths) or _run(py, "-m", "mypy")
     if job == "lint" or lint_status:
         return lint_status
-    return _run(py, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *rest)
+    return _run(py, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider", *rest)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,19 @@ from prefect.testing.fixtures import asserting_events_worker  # noqa: F401
 
 from prefect_openai_runs.testing import DEFAULT_API_KEY
 
+LONG_MODULES = ("test_e2e_fleet.py", "test_e2e_deployment.py")
+"""Modules of end-to-end tests that start their own Prefect server and workers: each runs whole on one
+test process (``--dist loadgroup``) and first, so the short tests fill the other process meanwhile."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long end-to-end modules first, each in its own xdist group; the rest in their usual order."""
+    for item in items:
+        if item.path.name in LONG_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    items.sort(key=lambda item: item.path.name not in LONG_MODULES)
+
+
 FAKE_KEY = DEFAULT_API_KEY
 """The recognisable fake key every test uses (the emulator's)."""
 

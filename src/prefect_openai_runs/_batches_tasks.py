@@ -24,12 +24,11 @@ from prefect_openai_runs._lifecycle._follower import JobFollower, PollSchedule
 from prefect_openai_runs._lifecycle._keys import logical_key
 from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi
-from prefect_openai_runs._lifecycle._sync._driver import end_job, follow
+from prefect_openai_runs._lifecycle._sync._driver import end_job, wait_job
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.batch_files import BatchInputError, check_input, write_input
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client._operations import with_idempotency_key
-from prefect_openai_runs.exceptions import JobTimedOut, OpenAIRunsError
 from prefect_openai_runs.models import Batch, CreateBatchParams, FileObject
 
 Credentials = OpenAICredentials | str
@@ -187,24 +186,13 @@ def wait_for_batch(
             schedule=poll_schedule or BATCH_SCHEDULE,
             on_change=hooks.changed,
         )
-        failure: JobTimedOut | None = None
-        try:
-            follow(api, follower)
-        except JobTimedOut as exc:
-            if not cancel_on_timeout:
-                hooks.ended(exc.job, follower.timeline, f"{exc.reason}; not cancelled (cancel_on_timeout=False)")
-                raise
-            failure = exc
-        except BaseException as exc:
-            try:
-                end_job(api, follower, exc, cancel_wait_seconds, hooks)
-            except OpenAIRunsError as error:
-                get_logger().error("Could not cancel or record OpenAI batch %s: %s", batch_id, error)
-            raise
-        ending = end_job(api, follower, failure, cancel_wait_seconds, hooks)
-    if ending.error is not None:
-        raise ending.error
-    return ending.job
+        return wait_job(
+            api,
+            follower,
+            cancel_on_timeout=cancel_on_timeout,
+            cancel_wait_seconds=cancel_wait_seconds,
+            hooks=hooks,
+        )
 
 
 @task(name="Cancel OpenAI batch", cache_policy=NO_CACHE)

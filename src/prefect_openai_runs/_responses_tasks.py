@@ -32,14 +32,14 @@ from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._lifecycle._outcome import cancel_reason
 from prefect_openai_runs._lifecycle._response_hooks import ResponseHooks
 from prefect_openai_runs._lifecycle._response_kind import RESPONSE
-from prefect_openai_runs._lifecycle._sync._driver import end_job, follow, start_job
+from prefect_openai_runs._lifecycle._sync._driver import end_job, start_job, wait_job
 from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, ResponseSpec
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import ArtifactExtras, flush
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import ResponsesClient
 from prefect_openai_runs.client._async.responses import response_params
-from prefect_openai_runs.exceptions import JobTimedOut, OpenAIRunsError, ResponseMayExistError
+from prefect_openai_runs.exceptions import ResponseMayExistError
 from prefect_openai_runs.guard import cancel_jobs
 from prefect_openai_runs.models import CreateResponseParams, Response
 
@@ -188,31 +188,14 @@ def wait_for_response(
     )
     with resolve_credentials(credentials).get_responses_client() as client:
         api = ResponsesApi(client)
-        failure: JobTimedOut | None = None
-        try:
-            follow(api, follower, api.follow_stream(ref) if stream else None)
-        except JobTimedOut as exc:
-            if not cancel_on_timeout:
-                hooks.ended(exc.job, follower.timeline, f"{exc.reason}; not cancelled (cancel_on_timeout=False)")
-                raise
-            failure = exc
-        except BaseException as exc:
-            _end_quietly(api, follower, exc, cancel_wait_seconds, hooks)
-            raise
-        ending = end_job(api, follower, failure, cancel_wait_seconds, hooks)
-    if ending.error is not None:
-        raise ending.error
-    return ending.job
-
-
-def _end_quietly(
-    api: ResponsesApi, follower: JobFollower[Response], failure: BaseException, wait: float, hooks: ResponseHooks
-) -> None:
-    """End a response whose following was interrupted; a failure here is logged, never hides the interruption."""
-    try:
-        end_job(api, follower, failure, wait, hooks)
-    except OpenAIRunsError as exc:
-        get_logger().error("Could not cancel or record OpenAI response %s: %s", follower.ref.id, exc)
+        return wait_job(
+            api,
+            follower,
+            cancel_on_timeout=cancel_on_timeout,
+            cancel_wait_seconds=cancel_wait_seconds,
+            hooks=hooks,
+            events=api.follow_stream(ref) if stream else None,
+        )
 
 
 @task(name="Cancel OpenAI response", cache_policy=NO_CACHE)

@@ -35,7 +35,7 @@ from prefect_openai_runs._lifecycle._keys import derived_key, logical_key
 from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._lifecycle._outcome import cancel_reason
 from prefect_openai_runs._lifecycle._run_kind import RUN
-from prefect_openai_runs._lifecycle._sync._driver import end_job, follow, start_job
+from prefect_openai_runs._lifecycle._sync._driver import end_job, start_job, wait_job
 from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import RunRef, run_view, write_fan_out_summary
@@ -43,7 +43,6 @@ from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import RunsClient
 from prefect_openai_runs.client._operations import with_idempotency_key
 from prefect_openai_runs.client._params import split_thread_and_run
-from prefect_openai_runs.exceptions import OpenAIRunsError, RunTimedOut
 from prefect_openai_runs.guard import cancel_runs
 from prefect_openai_runs.models import (
     CreateMessageParams,
@@ -311,34 +310,13 @@ def wait_for_run(
     with resolve_credentials(credentials).get_client() as client:
         api = RunsApi(client)
         hooks.reply = lambda run: read_reply(client, run.thread_id, run.id)
-        failure: RunTimedOut | None = None
-        try:
-            run = follow(api, follower)
-        except RunTimedOut as exc:
-            if not cancel_on_timeout:
-                hooks.ended(exc.job, follower.timeline, f"{exc.reason}; not cancelled (cancel_on_timeout=False)")
-                raise
-            failure = exc
-        except BaseException as exc:
-            _end_quietly(api, follower, exc, cancel_wait_seconds, hooks)
-            raise
-        else:
-            if RUN.needs_action(run):
-                return run
-        ending = end_job(api, follower, failure, cancel_wait_seconds, hooks)
-    if ending.error is not None:
-        raise ending.error
-    return ending.job
-
-
-def _end_quietly(
-    api: RunsApi, follower: JobFollower[Run], failure: BaseException, wait_seconds: float, hooks: RunHooks
-) -> None:
-    """End a run whose following was interrupted; a failure here is logged, never hides the interruption."""
-    try:
-        end_job(api, follower, failure, wait_seconds, hooks)
-    except OpenAIRunsError as exc:
-        get_logger().error("Could not cancel or record OpenAI run %s: %s", follower.ref.id, exc)
+        return wait_job(
+            api,
+            follower,
+            cancel_on_timeout=cancel_on_timeout,
+            cancel_wait_seconds=cancel_wait_seconds,
+            hooks=hooks,
+        )
 
 
 @task(name="Cancel OpenAI run", cache_policy=NO_CACHE)

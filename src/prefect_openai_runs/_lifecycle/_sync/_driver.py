@@ -220,6 +220,53 @@ def end_job(
     return Ending(job, why, cancel, error)
 
 
+def wait_job(
+    api: JobApi[J, Any],
+    follower: JobFollower[J],
+    *,
+    cancel_on_timeout: bool,
+    cancel_wait_seconds: float,
+    hooks: JobHooks[J],
+    events: Reader[J] | None = None,
+) -> J:
+    """Follow a job that exists until it settles, and end it the one way (the body of the ``wait_for_*``
+    tasks).
+
+    A job that waits for the caller (a run's tool calls) is returned as it is. At the deadline the job is
+    cancelled, unless ``cancel_on_timeout`` is false (then it is recorded and left running). Whatever
+    interrupts the following (a flow timeout, a cancellation, a crash signal) ends the job first; a
+    failure to end it then is logged, never hides the interruption.
+
+    Returns:
+        The completed job, or the job waiting for the caller.
+
+    Raises:
+        JobOutcomeError: How the job ended otherwise (``JobTimedOut`` at the deadline, ``JobFailed``, ...).
+        BaseException: What interrupted the following, re-raised after the job was ended.
+    """
+    failure: JobTimedOut | None = None
+    try:
+        job = follow(api, follower, events)
+    except JobTimedOut as exc:
+        if not cancel_on_timeout:
+            hooks.ended(exc.job, follower.timeline, f"{exc.reason}; not cancelled (cancel_on_timeout=False)")
+            raise
+        failure = exc
+    except BaseException as exc:
+        try:
+            end_job(api, follower, exc, cancel_wait_seconds, hooks)
+        except OpenAIRunsError as error:
+            get_logger().error("Could not cancel or record %s: %s", follower.ref.describe(), error)
+        raise
+    else:
+        if api.kind.needs_action(job):
+            return job
+    ending = end_job(api, follower, failure, cancel_wait_seconds, hooks)
+    if ending.error is not None:
+        raise ending.error
+    return ending.job
+
+
 def log_cancel(kind: Any, result: CancelResult[Any], reason: str) -> None:
     """Log a cancel's outcome: info when it worked or was not needed, warning otherwise."""
     ok = result.outcome in {CancelOutcome.CANCELLED, CancelOutcome.ALREADY_ENDED, CancelOutcome.SENT}

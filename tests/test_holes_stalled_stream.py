@@ -44,7 +44,7 @@ def _assert_let_go(emulator: RunsEmulator) -> None:
     wait_until(lambda: fault_statuses(emulator, "stall_stream") == [499], timeout=LET_GO_SECONDS)
 
 
-@pytest.mark.parametrize("after_events", [1, 2])
+@pytest.mark.parametrize("after_events", [0, 2], ids=["before-the-run", "after-run-events"])
 def test_a_stalled_run_stream_is_let_go_at_the_deadline(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials, after_events: int
 ) -> None:
@@ -85,11 +85,12 @@ def test_a_stalled_response_stream_is_let_go_at_the_deadline_and_not_resumed(
     assert not [r for r in runs_emulator.requests if "stream=true" in r.query]  # the broken-off stream is not resumed
 
 
+@pytest.mark.parametrize("after_events", [0, 2], ids=["before-the-run", "after-run-events"])
 def test_a_stalled_stream_is_let_go_when_the_flow_times_out(
-    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, after_events: int
 ) -> None:
     runs_emulator.add_script(LONG)
-    _stall(runs_emulator, RUN_CREATE, 2)
+    _stall(runs_emulator, RUN_CREATE, after_events)
     timed = run_assistant.with_options(timeout_seconds=1)
 
     state = timed(

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from prefect_openai_runs.client._sync._backend import SLICE
 from prefect_openai_runs.client._stream_watch import StreamWatch, watch_streams
+from prefect_openai_runs.client._sync._backend import SLICE
 from prefect_openai_runs.client._sync._backend import sleep as sleep
 
 T = TypeVar("T")

@@ -119,7 +119,8 @@ class AsyncClientBase(ClientConfig):
         The request is retried only while it cannot have reached the server (429, refused connection):
         a stream that creates a job is never sent twice. The response is shown to the current context's
         :class:`~prefect_openai_runs.client._stream_watch.StreamWatch`, if any, so that another thread can
-        break off a read that blocks; once that watch is closed, no stream is opened (nothing is yielded).
+        break off a read that blocks; once that watch is closed, the stream ends quietly and no new one is
+        opened.
         """
         watch = current_watch()
         if watch is not None and watch.closed:
@@ -146,6 +147,8 @@ class AsyncClientBase(ClientConfig):
             if event is not None:
                 yield codec.see(event)
         except httpx.HTTPError as exc:
+            if watch is not None and watch.closed:
+                return  # broken off on purpose: the stream just ends
             raise codec.broken(exc) from None
         finally:
             if watch is not None:

@@ -101,6 +101,11 @@ def wait_status(emu: RunsEmulator, run_id: str, status: str, timeout: float = 5.
     wait_for(lambda: emu.run(run_id).status == status, timeout)
 
 
+def fault_statuses(emu: RunsEmulator, kind: str) -> list[int]:
+    """The statuses recorded for the requests a ``kind`` fault affected (499: the client left first)."""
+    return [record.status for record in emu.requests if record.fault == kind]
+
+
 def statuses(emu: RunsEmulator, run_id: str) -> list[str]:
     """The statuses ``run_id`` went through, in order."""
     return [status for status, _ in emu.run(run_id).history]

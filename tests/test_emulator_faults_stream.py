@@ -1,4 +1,5 @@
-"""The ``cut_stream`` fault kind and verbatim (``raw_body``) fault answers, seen over raw HTTP."""
+"""The ``cut_stream`` and ``stall_stream`` fault kinds and verbatim (``raw_body``) fault answers, seen over
+raw HTTP."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from emulator_helpers import auth_headers, new_thread, sse_events, wait_status
+from emulator_helpers import auth_headers, fault_statuses, new_thread, sse_events, wait_for, wait_status
 from prefect_openai_runs.testing import FaultRule, RunScript, RunsEmulator
+from prefect_openai_runs.testing._faults import FaultBook
 
 CREATE = r"^/v1/threads/[^/]+/runs$"
 SLOW = RunScript(queued_seconds=0.05, in_progress_seconds=0.3, reply_text="still finishes")
@@ -139,3 +141,65 @@ def test_new_fields_round_trip_over_the_control_surface(runs_emulator: RunsEmula
 
     assert lines[0] == "event: thread.run.created" and lines[-1] == ": over http"
     assert len(runs_emulator.runs()) == 1
+
+
+def test_stall_stream_lets_n_events_through_then_sends_nothing_until_the_client_leaves(
+    runs_emulator: RunsEmulator, client: httpx.Client
+) -> None:
+    runs_emulator.add_script(SLOW)
+    runs_emulator.add_fault(FaultRule(method="POST", path=CREATE, kind="stall_stream", after_events=2, hang_seconds=60))
+    thread_id = new_thread(client)
+    body = {"assistant_id": runs_emulator.default_assistant_id, "stream": True}
+
+    lines: list[str] = []
+    quiet = httpx.Timeout(5.0, read=0.3)
+    with client.stream("POST", f"/threads/{thread_id}/runs", json=body, timeout=quiet) as response:
+        assert response.status_code == 200
+        reading = response.iter_lines()
+        while lines.count("") < 2:  # two whole events
+            lines.append(next(reading))
+        [run] = runs_emulator.runs()
+        wait_status(runs_emulator, run.id, "completed")  # its last events and the stream's end are due now
+        assert fault_statuses(runs_emulator, "stall_stream") == []  # yet the request is still in flight
+        with pytest.raises(httpx.ReadTimeout):  # and nothing comes
+            lines.append(next(reading))
+    # The client left (the timed-out read closed the connection): the stall ends and is recorded as such.
+
+    assert [event for event, _ in sse_events(iter(lines))] == ["thread.run.created", "thread.run.queued"]
+    wait_for(lambda: fault_statuses(runs_emulator, "stall_stream") == [499])
+    assert runs_emulator.counters["faults"] == 1
+
+
+def test_stall_stream_closes_the_connection_after_hang_seconds(
+    runs_emulator: RunsEmulator, client: httpx.Client
+) -> None:
+    runs_emulator.add_fault(FaultRule(path=CREATE, kind="stall_stream", after_events=1, hang_seconds=0.2))
+    thread_id = new_thread(client)
+
+    lines = read_until_cut(
+        client, f"/threads/{thread_id}/runs", {"assistant_id": runs_emulator.default_assistant_id, "stream": True}
+    )
+
+    assert [event for event, _ in sse_events(iter(lines))] == ["thread.run.created"]
+    assert fault_statuses(runs_emulator, "stall_stream") == [200]
+
+
+def test_stall_stream_is_armed_over_the_control_surface_and_only_for_streams(
+    runs_emulator: RunsEmulator, client: httpx.Client
+) -> None:
+    rule = FaultRule(path=CREATE, kind="stall_stream", after_events=0, hang_seconds=0.2)
+    book = FaultBook()
+    book.add(rule)
+    assert book.take("POST", "/v1/threads/thread_1/runs") is None
+    assert book.take("POST", "/v1/threads/thread_1/runs", streaming=True) == rule
+    assert httpx.post(f"{runs_emulator.control_url}/faults", json=rule.to_dict(), timeout=5).status_code == 200
+    thread_id = new_thread(client)
+
+    plain = client.post(f"/threads/{thread_id}/runs", json={"assistant_id": runs_emulator.default_assistant_id})
+    wait_status(runs_emulator, plain.json()["id"], "completed")
+    lines = read_until_cut(
+        client, f"/threads/{thread_id}/runs", {"assistant_id": runs_emulator.default_assistant_id, "stream": True}
+    )
+
+    assert plain.status_code == 200 and lines == []
+    assert [r.fault for r in runs_emulator.requests] == [None, None, "stall_stream"]

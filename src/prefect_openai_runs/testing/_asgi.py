@@ -9,11 +9,11 @@ import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 from . import _errors as errors
 from ._core import EmulatorCore
-from ._faults import FaultRule
+from ._faults import STREAM_FAULT_KINDS, FaultRule
 from ._ratelimit import Header, estimate_tokens
 from ._records import RequestRecord
 
@@ -31,6 +31,11 @@ REDACTED = "REDACTED"
 _SECRET_HEADERS = frozenset({"authorization", "api-key"})
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _VERSION_HEADER = (b"openai-version", b"2020-10-01")
+
+
+HangEnd = Literal["disconnected", "closing", "elapsed"]
+_HANG_ENDS: tuple[HangEnd, ...] = ("disconnected", "closing", "elapsed")
+"""What can end a hang, the first the likeliest cause when several happened together."""
 
 
 class _Dropped(Exception):
@@ -156,7 +161,7 @@ class ApiGate:
                 self._finish(ex)
                 await _drop(raw_send)
                 return
-            if rule.kind == "hang" and not await self._hang(rule.hang_seconds, receive):
+            if rule.kind == "hang" and await self._hang(rule.hang_seconds, receive) != "elapsed":
                 ex.status = 499
                 return
         denial = self._deny(ex) or self._limit(ex)
@@ -175,9 +180,11 @@ class ApiGate:
                     raise _Dropped
                 ex.status = message["status"]
                 message["headers"] = [*message.get("headers", []), *ex.response_headers()]
-            elif rule is not None and rule.kind == "cut_stream" and message.get("body"):
-                if events_sent >= rule.after_events:
+            elif rule is not None and rule.kind in STREAM_FAULT_KINDS and message.get("body"):
+                if events_sent >= rule.after_events and rule.kind == "cut_stream":
                     await self._cut(ex, rule, raw_send)
+                elif events_sent >= rule.after_events:
+                    await self._stall(ex, rule, receive, raw_send)
                 events_sent += 1
             await send(message)
 
@@ -232,18 +239,33 @@ class ApiGate:
         await _drop(raw_send)
         raise _Dropped
 
+    async def _stall(self, ex: _Exchange, rule: FaultRule, receive: Receive, raw_send: Send) -> None:
+        """Send nothing more until the client leaves (recorded as 499), the rule's ``hang_seconds`` pass or
+        the emulator closes; then close the connection."""
+        status, ex.status = ex.status, 499  # what is recorded if the stream's own watch sees the client leave
+        if await self._hang(rule.hang_seconds, receive) != "disconnected":
+            ex.status = status
+        self._finish(ex)
+        await _drop(raw_send)
+        raise _Dropped
+
     async def _answer(self, ex: _Exchange, send: Send, status: int, body: Any) -> None:
         ex.status = status
         await _send_json(send, status, body, ex.response_headers())
 
-    async def _hang(self, seconds: float, receive: Receive) -> bool:
-        """Wait ``seconds``; False if the client disconnected (or the server is closing) first."""
-        sleeper = asyncio.ensure_future(asyncio.sleep(seconds))
-        others = [asyncio.ensure_future(_disconnected(receive)), asyncio.ensure_future(self.core.closing.wait())]
-        done, pending = await asyncio.wait([sleeper, *others], return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        return sleeper in done
+    async def _hang(self, seconds: float, receive: Receive) -> HangEnd:
+        """Wait ``seconds``, or less if the client disconnects or the emulator closes first: what ended it."""
+        waits: dict[asyncio.Future[Any], HangEnd] = {
+            asyncio.ensure_future(asyncio.sleep(seconds)): "elapsed",
+            asyncio.ensure_future(_disconnected(receive)): "disconnected",
+            asyncio.ensure_future(self.core.closing.wait()): "closing",
+        }
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        return min((waits[task] for task in done), key=_HANG_ENDS.index)
 
     def _finish(self, ex: _Exchange) -> None:
         if ex.recorded:

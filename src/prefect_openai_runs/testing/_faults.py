@@ -1,5 +1,5 @@
 """Fault rules: which requests get an error status, hang, lose their connection, or have their event
-stream cut."""
+stream cut or stalled."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from ._errors import status_error_body
 
-FaultKind = Literal["status", "hang", "drop_before", "drop_after", "cut_stream"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("status", "hang", "drop_before", "drop_after", "cut_stream")
+FaultKind = Literal["status", "hang", "drop_before", "drop_after", "cut_stream", "stall_stream"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("status", "hang", "drop_before", "drop_after", "cut_stream", "stall_stream")
+STREAM_FAULT_KINDS: frozenset[FaultKind] = frozenset({"cut_stream", "stall_stream"})
+"""The kinds that only match requests asking for an event stream."""
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,24 @@ class FaultRule:
           requests do not match. The request is applied and its stream starts, then, after
           ``after_events`` events, ``raw_body`` (if any: garbage lines) is written and the connection is
           closed abruptly, without the stream's end. The run itself goes on.
+        * ``stall_stream``: only for requests that ask for an event stream, like ``cut_stream``. The
+          stream starts, then, after ``after_events`` events, nothing more is sent and the connection is
+          kept open until the client disconnects (recorded with status 499), ``hang_seconds`` pass or the
+          emulator closes; then the connection is closed. The run itself goes on.
 
     Attributes:
         method: HTTP method to match, None for any.
         path: Regex searched in the request path (``/v1/...``).
-        kind: One of ``status``, ``hang``, ``drop_before``, ``drop_after``, ``cut_stream``.
+        kind: One of ``status``, ``hang``, ``drop_before``, ``drop_after``, ``cut_stream``,
+            ``stall_stream``.
         status: Status code for ``status`` faults.
         headers: Extra response headers for ``status`` faults.
         body: JSON body for ``status`` faults.
         raw_body: Text sent verbatim: the whole body of a ``status`` fault (instead of ``body``), or
             what a ``cut_stream`` fault writes just before the cut.
-        hang_seconds: Delay for ``hang`` faults.
-        after_events: Events a ``cut_stream`` fault lets through before the cut.
+        hang_seconds: Delay for ``hang`` faults; the longest a ``stall_stream`` fault keeps the connection.
+        after_events: Events a ``cut_stream`` or ``stall_stream`` fault lets through before the cut or
+            the stall.
         times: How many matching requests to affect (None: unlimited).
         probability: Chance that a matching request is affected.
         seed: Seed for ``probability`` draws, for a deterministic subset.
@@ -126,7 +134,8 @@ class FaultBook:
     def take(self, method: str, path: str, streaming: bool = False) -> FaultRule | None:
         """The rule that affects this request, if any, consuming one of its ``times``.
 
-        ``cut_stream`` rules only affect requests that ask for an event stream (``streaming``).
+        ``cut_stream`` and ``stall_stream`` rules only affect requests that ask for an event stream
+        (``streaming``).
         """
         if not self._armed:
             return None
@@ -135,7 +144,7 @@ class FaultBook:
                 rule = armed.rule
                 if rule.method is not None and rule.method.upper() != method:
                     continue
-                if rule.kind == "cut_stream" and not streaming:
+                if rule.kind in STREAM_FAULT_KINDS and not streaming:
                     continue
                 if not armed.pattern.search(path):
                     continue

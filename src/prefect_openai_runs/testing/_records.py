@@ -134,7 +134,7 @@ class RequestRecord:
         method: HTTP method.
         path: URL path.
         query: Raw query string.
-        status: Response status (0 if the connection was dropped, 499 if the client left a hang).
+        status: Response status (0 if the connection was dropped, 499 if the client left a hang or a stalled stream).
         at: ``time.time()`` the request arrived.
         duration: Seconds until the response ended.
         headers: Request headers, lower-cased, with ``authorization`` and ``api-key`` redacted.

@@ -95,8 +95,10 @@ async def follow(api: AsyncJobApi[J, Any], follower: JobFollower[J], events: Rea
             except FALLBACK_ERRORS as exc:
                 get_logger().info("The event stream of %s broke (%s); polling instead", follower.ref.describe(), exc)
             finally:
-                if not events.ended and (follower.settled or follower.timed_out):
-                    events.close_soon()  # never before the cancel that may follow
+                if not events.ended:
+                    # Settled, past the deadline or interrupted (a flow timeout, a cancellation): in the
+                    # background, never holding up the cancel that may follow.
+                    events.close_soon()
         plan = follower.polling(wait_first=events is None)
         try:
             step = next(plan)

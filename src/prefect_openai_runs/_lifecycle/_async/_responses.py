@@ -85,7 +85,11 @@ class AsyncResponsesApi:
                 return await self.client.create_response(spec.params, idempotency_key=spec.key), None
             cursor = StreamCursor()
             events = Reader(self.states(self.client.stream_response(spec.params, idempotency_key=spec.key), cursor))
-            first = await events.next(_remaining())
+            try:
+                first = await events.next(_remaining())
+            except BaseException:
+                events.close_soon()  # failed or interrupted (a flow timeout, a cancellation): the stream is let go
+                raise
         if first is None:
             await events.close()
             raise ResponseMayExistError(

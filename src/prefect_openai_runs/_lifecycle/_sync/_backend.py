@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from prefect_openai_runs.client._stream_watch import StreamWatch, watch_streams
 from prefect_openai_runs.client._sync._backend import SLICE
 from prefect_openai_runs.client._sync._backend import sleep as sleep
 
@@ -24,7 +25,9 @@ class Reader(Generic[T]):
     the caller's context, so the job's deadline holds there too) into a queue; waiting on the queue is
     done in quarter seconds, so that an exception Prefect raises into this thread (a flow timeout, a
     cancellation) lands soon, and ``on_idle`` is called meanwhile. The helper ends with the stream: at its
-    end, or once it delivers an item after :meth:`close` (it then closes the stream).
+    end, or at once after :meth:`close`, which breaks off the read it may be blocked in (through a
+    :class:`~prefect_openai_runs.client._stream_watch.StreamWatch` in the helper's context: a stalled
+    stream has no read timeout), and it then closes the stream.
     """
 
     def __init__(self, items: Iterator[T]) -> None:
@@ -32,9 +35,11 @@ class Reader(Generic[T]):
         self._queue: queue.Queue[object] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watch = StreamWatch()
         self.ended = False
 
     def _pump(self) -> None:
+        watch_streams(self._watch)  # in the helper's own copy of the caller's context
         try:
             for item in self._items:
                 if self._stop.is_set():
@@ -76,9 +81,10 @@ class Reader(Generic[T]):
         return None
 
     def close(self) -> None:
-        """Stop reading: the helper closes the stream once it wakes."""
+        """Stop reading: the read the helper may be blocked in is broken off, and it closes the stream."""
         self.ended = True
         self._stop.set()
+        self._watch.close()
 
     def close_soon(self) -> None:
         """The same as :meth:`close`, which never blocks on this side."""

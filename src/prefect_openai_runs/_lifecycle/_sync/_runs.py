@@ -80,6 +80,9 @@ class RunsApi:
             except STREAM_START_ERRORS as exc:
                 get_logger().warning("Streaming the new run failed (%s); looking it up and polling instead", exc)
                 first = None
+            except BaseException:
+                events.close_soon()  # interrupted (a flow timeout, a cancellation): the stream is let go
+                raise
             if first is not None:
                 return first, events
             events.close()

@@ -15,6 +15,7 @@ from prefect_openai_runs.client import _operations as ops
 from prefect_openai_runs.client._async._backend import new_http_client, pace
 from prefect_openai_runs.client._config import DOWNLOAD_CHUNK_BYTES, ClientConfig, StreamCodec, open_uploads
 from prefect_openai_runs.client._http import Call, Reply, parse_retry_after, reply_from_response
+from prefect_openai_runs.client._stream_watch import current_watch
 from prefect_openai_runs.exceptions import OpenAIRunsError
 from prefect_openai_runs.retry import is_ambiguous
 
@@ -116,8 +117,14 @@ class AsyncClientBase(ClientConfig):
         """Send a streaming request and yield its events until the stream ends.
 
         The request is retried only while it cannot have reached the server (429, refused connection):
-        a stream that creates a job is never sent twice.
+        a stream that creates a job is never sent twice. The response is shown to the current context's
+        :class:`~prefect_openai_runs.client._stream_watch.StreamWatch`, if any, so that another thread can
+        break off a read that blocks; once that watch is closed, the stream ends quietly and no new one is
+        opened.
         """
+        watch = current_watch()
+        if watch is not None and watch.closed:
+            return
         decoder = codec.decoder()
         async for attempt in self.retry_policy.async_retrying(retry_ambiguous=False):
             with attempt:
@@ -127,6 +134,8 @@ class AsyncClientBase(ClientConfig):
                     await response.aclose()
                     self._check(response, body)
         self._unbound_body_reads(response)
+        if watch is not None:
+            watch.opened(response)
         try:
             async for line in response.aiter_lines():
                 event = decoder.feed(line)
@@ -138,8 +147,12 @@ class AsyncClientBase(ClientConfig):
             if event is not None:
                 yield codec.see(event)
         except httpx.HTTPError as exc:
+            if watch is not None and watch.closed:
+                return  # broken off on purpose: the stream just ends
             raise codec.broken(exc) from None
         finally:
+            if watch is not None:
+                watch.done(response)
             await response.aclose()
 
     async def _pages(self, path: str, params: dict[str, Any], model: type[Any]) -> AsyncIterator[Any]:

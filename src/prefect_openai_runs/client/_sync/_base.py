@@ -16,6 +16,7 @@ from prefect_openai_runs.client import _operations as ops
 from prefect_openai_runs.client._sync._backend import new_http_client, pace
 from prefect_openai_runs.client._config import DOWNLOAD_CHUNK_BYTES, ClientConfig, StreamCodec, open_uploads
 from prefect_openai_runs.client._http import Call, Reply, parse_retry_after, reply_from_response
+from prefect_openai_runs.client._stream_watch import current_watch
 from prefect_openai_runs.exceptions import OpenAIRunsError
 from prefect_openai_runs.retry import is_ambiguous
 
@@ -117,8 +118,14 @@ class ClientBase(ClientConfig):
         """Send a streaming request and yield its events until the stream ends.
 
         The request is retried only while it cannot have reached the server (429, refused connection):
-        a stream that creates a job is never sent twice.
+        a stream that creates a job is never sent twice. The response is shown to the current context's
+        :class:`~prefect_openai_runs.client._stream_watch.StreamWatch`, if any, so that another thread can
+        break off a read that blocks; once that watch is closed, the stream ends quietly and no new one is
+        opened.
         """
+        watch = current_watch()
+        if watch is not None and watch.closed:
+            return
         decoder = codec.decoder()
         for attempt in self.retry_policy.retrying(retry_ambiguous=False):
             with attempt:
@@ -128,6 +135,8 @@ class ClientBase(ClientConfig):
                     response.close()
                     self._check(response, body)
         self._unbound_body_reads(response)
+        if watch is not None:
+            watch.opened(response)
         try:
             for line in response.iter_lines():
                 event = decoder.feed(line)
@@ -139,8 +148,12 @@ class ClientBase(ClientConfig):
             if event is not None:
                 yield codec.see(event)
         except httpx.HTTPError as exc:
+            if watch is not None and watch.closed:
+                return  # broken off on purpose: the stream just ends
             raise codec.broken(exc) from None
         finally:
+            if watch is not None:
+                watch.done(response)
             response.close()
 
     def _pages(self, path: str, params: dict[str, Any], model: type[Any]) -> Iterator[Any]:

@@ -152,15 +152,11 @@ class ClientConfig:
     def _transport_error(self, exc: httpx.HTTPError, call: Call) -> APIConnectionError:
         return transport_error(exc, call, self._secrets)
 
-    @staticmethod
-    def _turn_timeout(call: Call, cause: TurnTimeout) -> APITimeoutError:
+    def _turn_timeout(self, call: Call, cause: TurnTimeout) -> APITimeoutError:
         """The error of a request whose turn under the rate limit would come after the job's deadline: a
         timeout at the deadline, like a request that did not answer in time, except that it was not sent."""
-        return APITimeoutError(
-            f"{call.describe()}: the deadline passed while it waited for its turn under the rate limit ({cause}); "
-            "not sent",
-            request_sent=False,
-        )
+        message = f"{call.describe()}: the deadline passed while it waited for its turn under the rate limit ({cause})"
+        return APITimeoutError(mask_secrets(f"{message}; not sent", self._secrets), request_sent=False)
 
 
 def _pacing_scope() -> str | None:

@@ -52,7 +52,8 @@ def test_the_clients_of_one_flow_run_share_a_budget_and_other_flow_runs_have_the
     assert first[0] is first[1] is first[2]  # one flow run, its tasks included: one budget
     assert second[0] is second[1] is second[2]
     assert len({id(first[0]), id(second[0]), id(process)}) == 3
-    assert OpenAICredentials(api_key=FAKE_KEY, pace_requests=False).get_client()._budget is None
+    with OpenAICredentials(api_key=FAKE_KEY, pace_requests=False).get_client() as unpaced:
+        assert unpaced._budget is None
 
 
 async def test_a_429_in_one_flow_run_backs_off_its_own_requests_not_another_flow_runs(

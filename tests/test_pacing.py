@@ -13,7 +13,7 @@ import pytest
 from conftest import FAKE_KEY, find_secrets
 from emulator_helpers import wait_for
 from prefect_openai_runs.client._pacing import RateBudget, key_fingerprint, parse_duration, shared_budget
-from prefect_openai_runs.client._throttle import acquire_async, acquire_sync
+from prefect_openai_runs.client._throttle import TurnTimeout, acquire_async, acquire_sync
 
 
 class FakeClock:
@@ -190,6 +190,10 @@ def test_one_budget_per_server_and_key_holding_only_a_fingerprint() -> None:
     assert shared_budget("http://127.0.0.1:1/v1", FAKE_KEY) is a
     assert shared_budget("http://127.0.0.1:1/v1", FAKE_KEY + "x") is not a
     assert shared_budget("http://127.0.0.1:2/v1", FAKE_KEY) is not a
+    assert shared_budget("http://127.0.0.1:1/v1", FAKE_KEY, "flow-run:1") is not a  # one per scope too
+    assert shared_budget("http://127.0.0.1:1/v1", FAKE_KEY, "flow-run:1") is shared_budget(
+        "http://127.0.0.1:1/v1", FAKE_KEY, "flow-run:1"
+    )
     assert key_fingerprint(FAKE_KEY) in repr(a)
     assert not find_secrets(repr(a) + str(vars(a)))
 
@@ -249,3 +253,29 @@ async def test_a_cancelled_wait_gives_its_turn_back() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert budget.state().outstanding == 0
+
+
+def test_a_sync_wait_that_would_outlast_its_timeout_ends_at_it_and_gives_the_turn_back() -> None:
+    budget, _ = informed(60, 0, "60s", clock=time.monotonic)  # one a second, none left
+    started = time.monotonic()
+    with pytest.raises(TurnTimeout):
+        acquire_sync(budget, timeout=0.2)
+    assert 0.15 <= time.monotonic() - started < 0.6
+    assert budget.state().outstanding == 0
+
+
+async def test_an_async_wait_that_would_outlast_its_timeout_ends_at_it_and_gives_the_turn_back() -> None:
+    budget, _ = informed(60, 0, "60s", clock=time.monotonic)
+    started = time.monotonic()
+    with pytest.raises(TurnTimeout):
+        await acquire_async(budget, timeout=0.2)
+    assert 0.15 <= time.monotonic() - started < 0.6
+    assert budget.state().outstanding == 0
+
+
+async def test_a_turn_that_comes_within_the_timeout_is_waited_for() -> None:
+    budget, _ = informed(600, 0, "10s", clock=time.monotonic)  # the next turn in 0.1 s
+    assert 0.05 <= await acquire_async(budget, timeout=2.0) < 1.0
+    with pytest.raises(TurnTimeout):
+        acquire_sync(budget, timeout=0.0)  # the next turn is 0.1 s away and no time is left
+    assert budget.state().outstanding == 1  # only the turn taken above, not yet answered

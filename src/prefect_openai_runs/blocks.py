@@ -41,7 +41,7 @@ class OpenAICredentials(CredentialsBlock):
         timeout: Seconds before one request times out.
         max_retries: Retries of a failed request (429, 5xx, timeouts, dropped connections).
         retry_deadline: Seconds after which no retry of one request starts.
-        pace_requests: Pace the process' requests by the server's rate-limit headers.
+        pace_requests: Pace each flow run's requests by the server's rate-limit headers (on by default).
         rate_limit: A Prefect global concurrency limit (with slot decay) every create takes a slot of.
 
     Example:
@@ -104,10 +104,12 @@ class OpenAICredentials(CredentialsBlock):
         default=120.0, gt=0, description="Seconds after the first attempt after which no retry starts."
     )
     pace_requests: bool = Field(
-        default=False,
+        default=True,
         description=(
-            "Pace every request of the process by the server's x-ratelimit-* headers and back off together "
-            "after a 429 (for large fan-outs against a rate-limited account; cancels never wait)."
+            "Pace requests by the server's x-ratelimit-* headers and retry-after, so that a large fan-out "
+            "spreads its requests instead of meeting 429s, and back off together after a 429. The requests "
+            "of one flow run share one budget (outside any flow run, the process does); unrelated flow runs "
+            "never wait for each other, no wait outlasts the job's deadline, and cancels never wait."
         ),
     )
     rate_limit: str | None = Field(
@@ -115,8 +117,8 @@ class OpenAICredentials(CredentialsBlock):
         description=(
             "The name of a Prefect global concurrency limit with slot decay (e.g. created with `prefect gcl "
             "create openai-creates --limit 50 --slot-decay-per-second 8`) that every create takes a slot of, "
-            "so that every worker shares one account's budget. Requests are also paced per process by the "
-            "server's x-ratelimit-* headers, with or without it."
+            "so that every worker shares one account's budget. Requests are also paced per flow run by the "
+            "server's x-ratelimit-* headers (pace_requests), with or without it."
         ),
     )
 

@@ -11,11 +11,13 @@ import httpx
 from pydantic import SecretStr
 
 from prefect_openai_runs import _deadline
+from prefect_openai_runs._recording._context import current_flow_run_id
 from prefect_openai_runs._secrets import mask_secrets, secret_values
 from prefect_openai_runs.client._http import BETA_HEADER, Call, build_headers, check_response, transport_error
 from prefect_openai_runs.client._pacing import shared_budget
 from prefect_openai_runs.client._sse import SSEDecoder
-from prefect_openai_runs.exceptions import APIConnectionError, StreamError
+from prefect_openai_runs.client._throttle import TurnTimeout
+from prefect_openai_runs.exceptions import APIConnectionError, APITimeoutError, StreamError
 from prefect_openai_runs.models import StreamEvent
 from prefect_openai_runs.retry import RetryPolicy
 
@@ -48,10 +50,12 @@ class ClientConfig:
         retry_policy: How failed requests are retried.
         rate_limit: The name of a Prefect global concurrency limit (with slot decay) that every create
             takes a slot of, so that several processes and machines share one account's budget.
-        pace: Pace every request of the process to the same server with the same key by one shared
-            :class:`~prefect_openai_runs.client._pacing.RateBudget`, which reads the ``x-ratelimit-*``
+        pace: Pace the requests by the server's rate limits (on by default): every client built in the
+            same Prefect flow run (or, outside any, in the same process) for the same server and key shares
+            one :class:`~prefect_openai_runs.client._pacing.RateBudget`, which reads the ``x-ratelimit-*``
             headers and the ``retry-after`` of a 429, so that many coroutines spread their requests instead
-            of meeting a 429 storm, and back off together after one (cancels never wait). Off by default.
+            of meeting a 429 storm, and back off together after one. Unrelated flow runs never wait for
+            each other; no wait for a turn outlasts the job's deadline; cancels never wait.
     """
 
     def __init__(
@@ -67,7 +71,7 @@ class ClientConfig:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         rate_limit: str | None = None,
-        pace: bool = False,
+        pace: bool = True,
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not key:
@@ -82,7 +86,7 @@ class ClientConfig:
         self.project = project
         self.retry_policy = retry_policy or RetryPolicy()
         self.rate_limit = rate_limit
-        self._budget = shared_budget(self.base_url, key) if pace else None
+        self._budget = shared_budget(self.base_url, key, _pacing_scope()) if pace else None
         self._secrets = secret_values(key, *(default_headers or {}).values())
         self._default_query = dict(default_query or {})
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -147,6 +151,18 @@ class ClientConfig:
 
     def _transport_error(self, exc: httpx.HTTPError, call: Call) -> APIConnectionError:
         return transport_error(exc, call, self._secrets)
+
+    def _turn_timeout(self, call: Call, cause: TurnTimeout) -> APITimeoutError:
+        """The error of a request whose turn under the rate limit would come after the job's deadline: a
+        timeout at the deadline, like a request that did not answer in time, except that it was not sent."""
+        message = f"{call.describe()}: the deadline passed while it waited for its turn under the rate limit ({cause})"
+        return APITimeoutError(mask_secrets(f"{message}; not sent", self._secrets), request_sent=False)
+
+
+def _pacing_scope() -> str | None:
+    """What the client's rate budget is shared by: the current Prefect flow run, or (None) the process."""
+    flow_run_id = current_flow_run_id()
+    return None if flow_run_id is None else f"flow-run:{flow_run_id}"
 
 
 @contextmanager

@@ -86,7 +86,7 @@ class Call:
         stream: Whether the response is a server-sent event stream.
         creates: Whether the request starts a job (a run, a response, a batch): it takes a slot of the
             client's Prefect rate limit, when one is named.
-        paced: Whether the request waits for its turn in the process' rate budget. A cancel does not: it
+        paced: Whether the request waits for its turn in the client's rate budget. A cancel does not: it
             is what stops a job from spending, and must never wait behind a long ``retry-after``.
         retry_ambiguous: Whether the request may be sent again after a failure that may have been
             applied (timeout, dropped connection, 5xx). False for a create that nothing can find again

@@ -1,30 +1,35 @@
 """Pacing requests against the server's rate limits, without I/O: read the headers, decide the waits.
 
-A :class:`RateBudget` is what one process knows of one account's limits (one per base URL and API key,
-from :func:`shared_budget`). It learns from every response (:meth:`RateBudget.observe`): the
-``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers and, on a 429, ``retry-after-ms`` /
-``retry-after``. Before each request, :meth:`RateBudget.delay_before` books the request a turn and says
-how long to wait for it. It models the server's limit as the API describes it, a bucket that refills
-continuously at ``limit / 60`` per second, and books turns against its own estimate of that bucket:
+A :class:`RateBudget` is what one scope knows of one account's limits: one per base URL, API key and
+Prefect flow run (or the process, outside any flow run), from :func:`shared_budget`, so that the
+requests of one flow run pace together and unrelated flow runs of one process never hold each other
+back. The process keeps the most recently used few hundred (:data:`MAX_BUDGETS`). It learns from every
+response (:meth:`RateBudget.observe`): the ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
+headers and, on a 429, ``retry-after-ms`` / ``retry-after``. Before each request,
+:meth:`RateBudget.delay_before` books the request a turn and says how long to wait for it. It models the
+server's limit as the API describes it, a bucket that refills continuously at ``limit / 60`` per second,
+and books turns against its own estimate of that bucket:
 
 * while the bucket holds more than a small reserve, requests go at once;
 * below it, turns are spaced ``60 / limit`` seconds apart, so requests spread evenly over the reset
   window instead of bursting into 429s;
-* after a 429, every caller in the process waits for the shared retry moment, then takes a fresh turn
+* after a 429, every caller of the scope waits for the shared retry moment, then takes a fresh turn
   (so they do not all come back at the same instant);
 * before anything is known, one request goes alone and the others wait (at most ``probe_timeout``)
-  for its headers, so that a cold start with a thousand coroutines does not burst either.
+  for its headers, so that a cold start with a thousand coroutines does not burst either (a server
+  that sends no ``x-ratelimit-*`` headers is not paced at all after that first answer).
 
 The estimate only ever moves down to what the server reports (other processes may spend the same
 budget), and refills on its own. Nothing here sleeps or sends: the waiting is
 :mod:`prefect_openai_runs.client._throttle`'s. Every method is thread-safe; the clock is injected.
 
-Wiring into a client's send path (every attempt of every request, polls and cancels included)::
+Wiring into a client's send path (every attempt of every request; cancels, and the reads that end a job,
+observe without waiting)::
 
-    budget = shared_budget(base_url, api_key)          # once per client, in its constructor
+    budget = shared_budget(base_url, api_key, scope)   # once per client, in its constructor
     # per attempt, inside the retry loop (so a retried 429 takes a fresh turn):
     await prefect_rate_limit_async(rate_limit_name)    # optional: the cross-process budget first
-    await acquire_async(budget)                        # then this process' turn (sync: acquire_sync)
+    await acquire_async(budget, timeout=left)          # then this scope's turn, never past the deadline
     try:
         response = await http.request(...)             # or http.send(..., stream=True): headers suffice
     except httpx.HTTPError:
@@ -34,7 +39,7 @@ Wiring into a client's send path (every attempt of every request, polls and canc
 
 Example:
     ```python
-    budget = shared_budget(base_url, api_key)
+    budget = shared_budget(base_url, api_key, scope=flow_run_id)
     await acquire_async(budget)            # before each request (prefect_openai_runs.client._throttle)
     response = await http.request(...)
     budget.observe(response.status_code, response.headers)
@@ -48,6 +53,7 @@ import itertools
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -201,7 +207,7 @@ class BudgetState:
 
 
 class RateBudget:
-    """One process' shared view of one account's rate limits: observe responses, book turns.
+    """One scope's shared view of one account's rate limits: observe responses, book turns.
 
     Args:
         clock: A monotonic clock in seconds (injected for tests; ``now`` arguments default to it).
@@ -217,7 +223,7 @@ class RateBudget:
         budget = RateBudget()
         delay = budget.delay_before()          # book a turn, wait ``delay`` seconds, send
         budget.observe(429, {"retry-after-ms": "200"})
-        assert budget.delay_before() >= 0.2    # everyone in the process backs off together
+        assert budget.delay_before() >= 0.2    # everyone sharing it backs off together
         ```
     """
 
@@ -379,31 +385,75 @@ def key_fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
-_BUDGETS: dict[tuple[str, str], RateBudget] = {}
+PROCESS_SCOPE = "process"
+"""The scope of a budget used outside any Prefect flow run."""
+
+MAX_BUDGETS = 256
+"""Budgets kept at most; the least recently used goes first (a long-lived worker sees many flow runs)."""
+
+_BUDGETS: OrderedDict[tuple[str, str, str], RateBudget] = OrderedDict()
 _BUDGETS_LOCK = threading.Lock()
 
 
-def shared_budget(base_url: str, api_key: str) -> RateBudget:
-    """The process' budget for this server and key, created on first use; every client shares it.
+def shared_budget(base_url: str, api_key: str, scope: str | None = None) -> RateBudget:
+    """The budget for this server, key and scope, created on first use; every client of the scope shares it.
 
-    Only a fingerprint of the key is kept (:func:`key_fingerprint`).
+    The scope is what shares one view of the limits: the clients of one Prefect flow run share one
+    budget (a 429 backs them all off together), and unrelated flow runs in the same process never wait
+    for each other. Only the :data:`MAX_BUDGETS` most recently used budgets are kept (a dropped one is
+    created again, cold, on next use), and only a fingerprint of the key (:func:`key_fingerprint`).
 
     Args:
         base_url: The API's base URL.
         api_key: The key the requests carry.
+        scope: What shares the budget, e.g. a flow run's id; None: the whole process (:data:`PROCESS_SCOPE`).
+
+    Example:
+        ```python
+        budget = shared_budget("https://api.openai.com/v1", api_key, scope=str(flow_run_id))
+        ```
     """
-    owner = (base_url.rstrip("/"), key_fingerprint(api_key))
+    owner = (base_url.rstrip("/"), key_fingerprint(api_key), scope or PROCESS_SCOPE)
     with _BUDGETS_LOCK:
         budget = _BUDGETS.get(owner)
         if budget is None:
-            budget = _BUDGETS[owner] = RateBudget(label=f"{owner[0]} key#{owner[1]}")
+            budget = _BUDGETS[owner] = RateBudget(label=f"{owner[0]} key#{owner[1]} {owner[2]}")
+            while len(_BUDGETS) > MAX_BUDGETS:
+                _BUDGETS.popitem(last=False)
+        else:
+            _BUDGETS.move_to_end(owner)
         return budget
 
 
+def forget_budgets(base_url: str | None = None) -> None:
+    """Drop the budgets of ``base_url`` (None: every budget), e.g. when a test server is reset.
+
+    Clients built before keep the budget they hold; clients built after start cold.
+
+    Example:
+        ```python
+        forget_budgets(emulator.base_url)
+        ```
+    """
+    with _BUDGETS_LOCK:
+        for owner in [owner for owner in _BUDGETS if base_url is None or owner[0] == base_url.rstrip("/")]:
+            del _BUDGETS[owner]
+
+
+def budget_count() -> int:
+    """How many budgets the process holds (at most :data:`MAX_BUDGETS`)."""
+    with _BUDGETS_LOCK:
+        return len(_BUDGETS)
+
+
 __all__ = [
+    "MAX_BUDGETS",
+    "PROCESS_SCOPE",
     "BudgetState",
     "LimitReading",
     "RateBudget",
+    "budget_count",
+    "forget_budgets",
     "key_fingerprint",
     "parse_duration",
     "shared_budget",

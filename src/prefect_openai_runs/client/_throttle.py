@@ -5,6 +5,9 @@ Prefect's global rate limits for a budget shared by several processes and machin
 early when the budget's turns become void (a 429 arrived, or the first headers) and book again; the
 sync one sleeps in short slices so that a signal or a timeout reaches the caller promptly, the async
 one is cancellable at any point; an interrupted wait gives its turn back (:meth:`RateBudget.release`).
+Given a ``timeout`` (what is left of the job's deadline), a wait never outlasts it: when the turn would
+come later, the wait ends at the timeout, gives its turn back and raises :class:`TurnTimeout`.
+Within :func:`unpaced` (ending a job: its cancel and the reads that confirm it) requests do not wait.
 
 :func:`prefect_rate_limit_sync` / :func:`prefect_rate_limit_async` take one slot of a Prefect global
 concurrency limit that has a slot decay (``prefect gcl create openai-requests --limit 50
@@ -19,23 +22,61 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 from prefect_openai_runs.client._pacing import RateBudget
 
 SLICE_SECONDS = 0.1
 """The longest a synchronous wait sleeps before looking again."""
 
+_UNPACED: ContextVar[bool] = ContextVar("prefect_openai_runs_unpaced", default=False)
 
-def acquire_sync(budget: RateBudget, *, tokens: int = 0, slice_seconds: float = SLICE_SECONDS) -> float:
+
+class TurnTimeout(TimeoutError):
+    """The timeout given to a wait for a turn passed before the turn came (the turn was given back)."""
+
+
+@contextlib.contextmanager
+def unpaced() -> Iterator[None]:
+    """Within the block (in this thread or task, and the tasks it starts), requests do not wait for a turn.
+
+    For ending a job: its cancel and the reads that confirm it must not be held behind a ``retry-after``
+    until their own short deadline passes. Their answers still teach the budget.
+
+    Example:
+        ```python
+        with unpaced():
+            client.cancel_run(thread_id, run_id)
+        ```
+    """
+    token = _UNPACED.set(True)
+    try:
+        yield
+    finally:
+        _UNPACED.reset(token)
+
+
+def is_unpaced() -> bool:
+    """Whether the current code runs within :func:`unpaced`."""
+    return _UNPACED.get()
+
+
+def acquire_sync(
+    budget: RateBudget, *, tokens: int = 0, timeout: float | None = None, slice_seconds: float = SLICE_SECONDS
+) -> float:
     """Wait until ``budget`` gives this request its turn (call right before sending it).
 
     Args:
         budget: The budget of the server and key the request goes to.
         tokens: Tokens the request is estimated to use, if known.
+        timeout: Wait at most this many seconds (None: as long as the budget says).
         slice_seconds: The longest single sleep.
 
     Returns:
         Seconds waited.
+
+    Raises:
+        TurnTimeout: The turn would have come after ``timeout`` (which was waited out; the turn is given back).
 
     Example:
         ```python
@@ -45,7 +86,7 @@ def acquire_sync(budget: RateBudget, *, tokens: int = 0, slice_seconds: float = 
         ```
     """
     started = time.monotonic()
-    for delay, generation in _turns(budget, tokens):
+    for delay, generation in _turns(budget, tokens, _end(started, timeout)):
         changed = threading.Event()
         with _watching(budget, changed.set):
             until = time.monotonic() + delay
@@ -54,15 +95,19 @@ def acquire_sync(budget: RateBudget, *, tokens: int = 0, slice_seconds: float = 
     return time.monotonic() - started
 
 
-async def acquire_async(budget: RateBudget, *, tokens: int = 0) -> float:
+async def acquire_async(budget: RateBudget, *, tokens: int = 0, timeout: float | None = None) -> float:
     """Wait, without blocking the event loop, until ``budget`` gives this request its turn.
 
     Args:
         budget: The budget of the server and key the request goes to.
         tokens: Tokens the request is estimated to use, if known.
+        timeout: Wait at most this many seconds (None: as long as the budget says).
 
     Returns:
         Seconds waited.
+
+    Raises:
+        TurnTimeout: The turn would have come after ``timeout`` (which was waited out; the turn is given back).
 
     Example:
         ```python
@@ -73,7 +118,7 @@ async def acquire_async(budget: RateBudget, *, tokens: int = 0) -> float:
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for delay, generation in _turns(budget, tokens):
+    for delay, generation in _turns(budget, tokens, _end(time.monotonic(), timeout)):
         changed = asyncio.Event()
         with _watching(budget, _waker(loop, changed)):
             if budget.generation == generation:
@@ -82,19 +127,29 @@ async def acquire_async(budget: RateBudget, *, tokens: int = 0) -> float:
     return loop.time() - started
 
 
-def _turns(budget: RateBudget, tokens: int) -> Iterator[tuple[float, int]]:
+def _end(now: float, timeout: float | None) -> float | None:
+    return None if timeout is None else now + max(0.0, timeout)
+
+
+def _turns(budget: RateBudget, tokens: int, end: float | None = None) -> Iterator[tuple[float, int]]:
     """Book turns until one holds: yields ``(delay, generation)`` to wait on, without waiting itself.
 
     A turn holds once its delay has passed with the budget's generation unchanged; if the generation
-    changed meanwhile (a 429, the first headers), the turn is void and another is booked.
+    changed meanwhile (a 429, the first headers), the turn is void and another is booked. A turn that
+    would come after ``end`` (a ``time.monotonic()`` reading) is waited for only until ``end``, then
+    given back, and :class:`TurnTimeout` raised.
     """
     while True:
         generation = budget.generation
         delay = budget.delay_before(tokens=tokens)
         if delay <= 0:
             return
-        yield delay, generation
+        wait = delay if end is None else min(delay, max(0.0, end - time.monotonic()))
+        yield wait, generation
         if budget.generation == generation:
+            if wait < delay:
+                budget.release()
+                raise TurnTimeout(f"no turn to send within the {wait:.2f}s left (the next was {delay:.2f}s away)")
             return
 
 
@@ -169,4 +224,13 @@ async def prefect_rate_limit_async(name: str | None, *, occupy: int = 1, timeout
         raise _missing_limit(name, exc) from exc
 
 
-__all__ = ["SLICE_SECONDS", "acquire_async", "acquire_sync", "prefect_rate_limit_async", "prefect_rate_limit_sync"]
+__all__ = [
+    "SLICE_SECONDS",
+    "TurnTimeout",
+    "acquire_async",
+    "acquire_sync",
+    "is_unpaced",
+    "prefect_rate_limit_async",
+    "prefect_rate_limit_sync",
+    "unpaced",
+]

@@ -3,9 +3,10 @@
 One emulator is started per test session (per xdist worker) the first time a test asks for it,
 and :meth:`RunsEmulator.reset` is called before each test, so the fixture costs a reset, not a
 server start. Settings a test changes on it (``poll_after_ms``, ``cancelling_delay``,
-``expires_after``, ``default_script``, ``rate_limits``) are restored before the next test. Tests that need other
-constructor arguments (``api_key``, ``require_beta_header``...) should create their own
-``RunsEmulator``.
+``expires_after``, ``default_script``, ``rate_limits``) are restored before the next test, and the
+clients' rate budgets for it are forgotten (a ``retry-after`` one test met does not pace the next).
+Tests that need other constructor arguments (``api_key``, ``require_beta_header``...) should create
+their own ``RunsEmulator``.
 
 The plugin is loaded into every pytest session of every project that installs this package, so it
 imports nothing of the emulator (nor uvicorn, starlette) until a test asks for the fixture.
@@ -33,6 +34,8 @@ def _runs_emulator_session() -> Iterator[RunsEmulator]:
 @pytest.fixture
 def runs_emulator(_runs_emulator_session: RunsEmulator) -> Iterator[RunsEmulator]:
     """A started :class:`RunsEmulator` with no runs, requests, rules or faults, and default settings."""
+    from prefect_openai_runs.client._pacing import forget_budgets
+
     from ._batch_scripts import BatchScript
     from ._ratelimit import RateLimits
     from ._scripts import RunScript
@@ -40,6 +43,7 @@ def runs_emulator(_runs_emulator_session: RunsEmulator) -> Iterator[RunsEmulator
     emulator = _runs_emulator_session
     emulator.start()  # in case a test stopped it
     emulator.reset()
+    forget_budgets(emulator.base_url)  # what clients learnt of its limits (a retry-after) goes with them
     emulator.poll_after_ms = None
     emulator.cancelling_delay = 0.05
     emulator.expires_after = 600.0

@@ -23,6 +23,7 @@ from prefect_openai_runs._lifecycle._outcome import (
     honest_outcome,
 )
 from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs.client._throttle import unpaced
 from prefect_openai_runs.exceptions import (
     APIConnectionError,
     APIError,
@@ -128,13 +129,14 @@ async def cancel_job(api: AsyncJobApi[J, Any], ref: JobRef, wait_seconds: float)
 
     ``wait_seconds=0`` sends the cancel and does not wait. A job the API says it cannot cancel is read to
     tell whether it had ended or a cancel was already in flight. For kinds whose cancel is best effort, a
-    job seen ``cancelled`` is read once more before the result is decided.
+    job seen ``cancelled`` is read once more before the result is decided. None of these requests waits
+    for a turn under the rate limit (:func:`~prefect_openai_runs.client._throttle.unpaced`).
     """
     if wait_seconds < 0:
         raise ValueError(f"cancel_wait_seconds must be 0 or more, got {wait_seconds}")
     kind = api.kind
     budget = time.monotonic() + max(wait_seconds, CANCEL_REQUEST_SECONDS)
-    with _deadline.deadline_scope(budget):
+    with _deadline.deadline_scope(budget), unpaced():
         requested = True
         job = await api.cancel(ref)
         if job is None:
@@ -180,7 +182,8 @@ async def end_job(
     steps: AsyncSteps = INLINE,
 ) -> Ending[J]:
     """The one way a job ends: cancel it if still active, wait for the cancel, read it again, decide the
-    honest outcome, log it and record it (event, artifact) through ``hooks``.
+    honest outcome, log it and record it (event, artifact) through ``hooks``. Its requests do not wait for
+    a turn under the rate limit: a ``retry-after`` must not hold a job's end.
 
     Args:
         api: The job's API.
@@ -193,7 +196,7 @@ async def end_job(
     """
     kind = api.kind
     deadline_passed = follower.timed_out
-    with _deadline.deadline_scope(time.monotonic() + max(cancel_wait_seconds, CANCEL_REQUEST_SECONDS)):
+    with _deadline.deadline_scope(time.monotonic() + max(cancel_wait_seconds, CANCEL_REQUEST_SECONDS)), unpaced():
         job = follower.job if follower.job is not None else await api.get(follower.ref)
         follower.observe(job)
     cancel: CancelResult[J] | None = None
@@ -297,7 +300,7 @@ async def start_job(
     except Exception as exc:
         if not _may_have_created(exc):
             raise
-        with _deadline.deadline_scope(time.monotonic() + CANCEL_REQUEST_SECONDS * 2):
+        with _deadline.deadline_scope(time.monotonic() + CANCEL_REQUEST_SECONDS * 2), unpaced():
             found = await api.recover(spec)
         if found is None:
             raise
@@ -407,7 +410,7 @@ async def _recover(
     A failure here is logged, never raised: it must not hide the error that interrupted the following.
     """
     try:
-        with _deadline.deadline_scope(time.monotonic() + CANCEL_REQUEST_SECONDS * 2):
+        with _deadline.deadline_scope(time.monotonic() + CANCEL_REQUEST_SECONDS * 2), unpaced():
             job = await api.recover(spec)
     except OpenAIRunsError as exc:
         get_logger().error("Could not look for a %s created before the interruption: %s", api.kind.name, exc)

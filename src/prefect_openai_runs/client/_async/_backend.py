@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from prefect_openai_runs import _deadline
 from prefect_openai_runs.client._pacing import RateBudget
 from prefect_openai_runs.client._pool import ShardedAsyncTransport
 from prefect_openai_runs.client._throttle import acquire_async, prefect_rate_limit_async
@@ -25,8 +26,9 @@ async def sleep(seconds: float) -> None:
 
 
 async def pace(budget: RateBudget | None, rate_limit: str | None = None) -> None:
-    """Wait for this request's turn: a slot of the Prefect rate limit (when named), then the process' budget."""
+    """Wait for this request's turn: a slot of the Prefect rate limit (when named), then the budget's, never
+    past the current job's deadline (:class:`~prefect_openai_runs.client._throttle.TurnTimeout`)."""
     if rate_limit is not None:
         await prefect_rate_limit_async(rate_limit)
     if budget is not None:
-        await acquire_async(budget)
+        await acquire_async(budget, timeout=_deadline.remaining())

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from prefect_openai_runs import _deadline
 from prefect_openai_runs.client._pacing import RateBudget
 from prefect_openai_runs.client._throttle import acquire_sync, prefect_rate_limit_sync
 
@@ -28,8 +29,9 @@ def sleep(seconds: float) -> None:
 
 
 def pace(budget: RateBudget | None, rate_limit: str | None = None) -> None:
-    """Wait for this request's turn: a slot of the Prefect rate limit (when named), then the process' budget."""
+    """Wait for this request's turn: a slot of the Prefect rate limit (when named), then the budget's, never
+    past the current job's deadline (:class:`~prefect_openai_runs.client._throttle.TurnTimeout`)."""
     if rate_limit is not None:
         prefect_rate_limit_sync(rate_limit)
     if budget is not None:
-        acquire_sync(budget)
+        acquire_sync(budget, timeout=_deadline.remaining())

@@ -17,6 +17,7 @@ from prefect_openai_runs.client._sync._backend import new_http_client, pace
 from prefect_openai_runs.client._config import DOWNLOAD_CHUNK_BYTES, ClientConfig, StreamCodec, open_uploads
 from prefect_openai_runs.client._http import Call, Reply, parse_retry_after, reply_from_response
 from prefect_openai_runs.client._stream_watch import current_watch
+from prefect_openai_runs.client._throttle import TurnTimeout, is_unpaced
 from prefect_openai_runs.exceptions import OpenAIRunsError
 from prefect_openai_runs.retry import is_ambiguous
 
@@ -62,10 +63,13 @@ class ClientBase(ClientConfig):
         return reply_from_response(response)
 
     def _exchange(self, call: Call, stream: bool = False) -> httpx.Response:
-        """One attempt: wait for the request's turn (rate pacing), send it (a multipart body's files opened
-        anew for it), and let the budget learn from the answer's headers."""
-        budget = self._budget if call.paced else None
-        pace(budget, self.rate_limit if call.creates else None)
+        """One attempt: wait for the request's turn (rate pacing, never past the job's deadline), send it (a
+        multipart body's files opened anew for it), and let the budget learn from the answer's headers."""
+        budget = self._budget if call.paced and not is_unpaced() else None
+        try:
+            pace(budget, self.rate_limit if call.creates else None)
+        except TurnTimeout as exc:
+            raise self._turn_timeout(call, exc) from None
         with open_uploads(call) as uploads:
             try:
                 response = self._http.send(self._build(call, uploads), stream=stream)

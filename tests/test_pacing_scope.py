@@ -25,6 +25,12 @@ RUN = r"^/v1/threads/[^/]+/runs/run_[^/]+$"
 CREATE = r"^/v1/threads/[^/]+/runs$"
 
 
+@pytest.fixture
+def credentials(credentials: OpenAICredentials) -> OpenAICredentials:
+    """The suite's credentials, paced (``pace_requests`` is off by default)."""
+    return credentials.model_copy(update={"pace_requests": True})
+
+
 def _budget(client: object) -> RateBudget:
     budget = getattr(client, "_budget", None)
     assert isinstance(budget, RateBudget), "the client is not paced"
@@ -94,9 +100,7 @@ async def test_a_429_in_one_flow_run_backs_off_its_own_requests_not_another_flow
 
 
 @pytest.mark.timeout(120)
-def test_a_fan_out_with_default_credentials_meets_almost_no_429(
-    runs_emulator: RunsEmulator, credentials: OpenAICredentials
-) -> None:
+def test_a_paced_fan_out_meets_almost_no_429(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:
     runs_emulator.rate_limits = RateLimits(rpm=1800, burst_seconds=1)  # 30 a second, bursts of 30
     runs_emulator.default_script = RunScript(queued_seconds=0.05, in_progress_seconds=0.3)
     prompts = [f"prompt {i}" for i in range(50)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
 
 
 class TcpRelay:
@@ -73,14 +72,3 @@ class TcpRelay:
                 sink.sendall(chunk)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
-
-
-@contextlib.contextmanager
-def relay_to(target: tuple[str, int]) -> Iterator[TcpRelay]:
-    """A relay to ``target``, up for the block (and down after it)."""
-    relay = TcpRelay(target)
-    relay.up()
-    try:
-        yield relay
-    finally:
-        relay.down()

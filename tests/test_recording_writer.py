@@ -43,7 +43,7 @@ from prefect_openai_runs._recording import (
 )
 from prefect_openai_runs._recording._artifacts import CREATED_WAIT_SECONDS
 from prefect_openai_runs.models import Run, RunStatus
-from tcp_relay import relay_to
+from tcp_relay import TcpRelay
 
 FAST = 0.05
 """Each call that touches the Prefect API must return within this (seconds), server or not."""
@@ -88,10 +88,9 @@ def test_a_stopped_prefect_server_blocks_nothing_and_gets_every_record_once_back
 ) -> None:
     monkeypatch.setattr(get_writer(), "max_backoff", 1.0)  # retry often, to see the restart soon
     api = httpx.URL(str(PREFECT_API_URL.value()))
-    with (
-        relay_to((api.host, api.port or 80)) as relay,
-        temporary_settings({PREFECT_API_URL: str(api.copy_with(port=relay.port))}),
-    ):
+    relay = TcpRelay((api.host, api.port or 80))
+    relay.up()  # and left up after the test: Prefect's log and event workers for its URL may still send
+    with temporary_settings({PREFECT_API_URL: str(api.copy_with(port=relay.port))}):
 
         @flow
         def pipeline() -> UUID:

@@ -25,6 +25,7 @@ LONG_MODULES = ("test_e2e_fleet.py", "test_e2e_deployment.py")
 test process (``--dist loadgroup``) and first, so the short tests fill the other process meanwhile."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The long end-to-end modules first, each in its own xdist group; the rest in their usual order."""
     for item in items:

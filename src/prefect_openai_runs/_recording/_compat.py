@@ -1,13 +1,13 @@
 """The run-only functions callers used before job kinds, as thin wrappers over the generic API.
 
-They keep their names and signatures; unlike the generic functions, the writes wait (bounded by
-:data:`~._writer.WRITE_TIMEOUT_SECONDS`) until the writer has written them, as the callers expect the
-artifact on the server when the call returns.
+They keep their names and signatures; unlike the generic functions, :func:`write_run_artifact` waits
+(bounded by :data:`~._writer.WRITE_TIMEOUT_SECONDS`) until the writer has written it, as its callers
+expect the artifact on the server when the call returns. :class:`ArtifactWriter` (many creates from an
+event loop) only queues.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Sequence
@@ -63,12 +63,16 @@ class ArtifactWriter:
     def __init__(self, client: PrefectClient, concurrency: int = 8, stopped: threading.Event | None = None) -> None:
         self._stopped = stopped or threading.Event()
 
-    async def write(self, run: Run, timeline: Sequence[TimelineEntry], reason: str) -> None:
-        """Submit the run's artifact, then wait (bounded, off the loop) until it is written."""
+    def write(self, run: Run, timeline: Sequence[TimelineEntry], reason: str, fresh: bool = False) -> None:
+        """Queue the run's artifact (the run is in the flow run's registry at once); do not wait for it.
+
+        The writer never drops a job's record; whoever needs the artifacts on the server (a task before
+        returning, a test) calls :func:`~._writer.flush`. ``fresh``: the run was just created (no card of
+        it is looked for).
+        """
         if self._stopped.is_set():
             return
-        write_job_artifact(run_view(run), timeline, reason)
-        await asyncio.to_thread(flush, WRITE_TIMEOUT_SECONDS)
+        write_job_artifact(run_view(run), timeline, reason, fresh=fresh)
 
 
 def run_json(run: Run) -> dict[str, Any]:

@@ -60,9 +60,9 @@ async def create_runs(
 
     A wave creates its threads at once, records its intents in one artifact (see
     :func:`~prefect_openai_runs._intents.record_intents_async`), then creates its runs at once; the next
-    wave's threads are created meanwhile. Every run is appended to ``created`` the moment it exists (so a
-    caller interrupted meanwhile knows what to cancel); once ``stopped`` is set (by such a caller) no
-    further create starts.
+    wave's threads and intents are made meanwhile (so up to twice ``concurrency`` requests are in
+    flight). Every run is appended to ``created`` the moment it exists (so a caller interrupted
+    meanwhile knows what to cancel); once ``stopped`` is set (by such a caller) no further create starts.
 
     A key an ``earlier`` attempt recorded goes on that attempt's thread and re-attaches to its run.
 
@@ -94,8 +94,14 @@ async def create_runs(
             failures.append(exc)
             return None
 
-    async def threads_of(wave: range) -> list[_Thread]:
-        return [thread for thread in await asyncio.gather(*(thread_of(i) for i in wave)) if thread is not None]
+    async def prepare(wave: range) -> list[_Thread]:
+        """The wave's threads, then its intents recorded (an intent recorded whose run is never created
+        is harmless: nothing is found by its key; a retry creates the run on its thread)."""
+        threads = [thread for thread in await asyncio.gather(*(thread_of(i) for i in wave)) if thread is not None]
+        if going():
+            fresh = [Intent(RUN.name, keys[t.index], t.id) for t in threads if not t.reattach]
+            await record_intents_async(prefect, fresh)
+        return threads
 
     async def create(thread: _Thread) -> None:
         if not going():
@@ -116,18 +122,16 @@ async def create_runs(
     upcoming: asyncio.Future[list[_Thread]] | None = None
     try:
         for number, wave in enumerate(waves):
-            threads = await (upcoming or threads_of(wave))
+            threads = await (upcoming or prepare(wave))
             upcoming = None
             if not going():
                 break
             if number + 1 < len(waves):
-                upcoming = asyncio.ensure_future(threads_of(waves[number + 1]))
-            fresh = [Intent(RUN.name, keys[t.index], t.id) for t in threads if not t.reattach]
-            await record_intents_async(prefect, fresh)
+                upcoming = asyncio.ensure_future(prepare(waves[number + 1]))
             await asyncio.gather(*(create(thread) for thread in threads))
     finally:
         if upcoming is not None:
-            await asyncio.gather(upcoming, return_exceptions=True)  # threads in flight end (empty, harmless)
+            await asyncio.gather(upcoming, return_exceptions=True)  # what is in flight ends (empty threads: harmless)
     if failures:
         raise failures[0]
     return [run for run in runs if run is not None]

@@ -1,7 +1,8 @@
 """Creating many runs at once, concurrently and bounded, each on its own (empty) thread, never losing one.
 
 The creates go in waves: a wave's intents are recorded first (one artifact for the wave, through one
-async Prefect client) and each run is known in-process at once, so a run is never lost; the first create
+async Prefect client) and each run is known in-process at once (its card is queued once every run
+exists, so that the cards do not slow the creates down), so a run is never lost; the first create
 that fails stops the ones not yet started, lets the ones in flight finish (a create cut short could
 leave a run nobody knows), and the caller cancels what was created.
 """
@@ -74,7 +75,7 @@ async def create_runs(
             holds the runs that exist.
     """
     api = AsyncRunsApi(client)
-    writer = ArtifactWriter(prefect, stopped=stopped)
+    writer = ArtifactWriter(prefect, stopped=stopped, defer=True)  # the cards once every run exists
     failures: list[BaseException] = []
     runs: list[Run | None] = [None] * len(params)
     recorded = earlier or {}
@@ -130,6 +131,7 @@ async def create_runs(
                 upcoming = asyncio.ensure_future(prepare(waves[number + 1]))
             await asyncio.gather(*(create(thread) for thread in threads))
     finally:
+        writer.release()
         if upcoming is not None:
             await asyncio.gather(upcoming, return_exceptions=True)  # what is in flight ends (empty threads: harmless)
     if failures:

@@ -17,7 +17,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import ArtifactCreate
 
-from prefect_openai_runs._recording._artifacts import job_artifact, write_job_artifact
+from prefect_openai_runs._recording._artifacts import job_artifact, remember_job, write_job_artifact
 from prefect_openai_runs._recording._markdown import render_job
 from prefect_openai_runs._recording._view import ArtifactExtras, TimelineEntry, run_view
 from prefect_openai_runs._recording._writer import WRITE_TIMEOUT_SECONDS, flush
@@ -55,24 +55,42 @@ def write_run_artifact(
 class ArtifactWriter:
     """Writes run artifacts from an event loop (through the process's writer), unless ``stopped`` is set.
 
-    Once ``stopped`` is set, nothing more is submitted: the code that set it (a task interrupted by a
-    signal or a flow timeout) writes the artifacts with the reason, which a late "ended cancelled"
-    must not overwrite.
+    Each run is noted in the flow run's registry at once; its artifact is queued at once, or, with
+    ``defer``, held until :meth:`release` (so that many creates do not compete with their own records
+    for the Prefect server). Nothing waits for the writes: whoever needs the artifacts on the server (a
+    task before returning, a test) calls :func:`~._writer.flush`. Once ``stopped`` is set, nothing more
+    is submitted: the code that set it (a task interrupted by a signal or a flow timeout) writes the
+    artifacts with the reason, which a late "ended cancelled" must not overwrite.
     """
 
-    def __init__(self, client: PrefectClient, concurrency: int = 8, stopped: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        client: PrefectClient | None = None,
+        concurrency: int = 8,
+        stopped: threading.Event | None = None,
+        defer: bool = False,
+    ) -> None:
         self._stopped = stopped or threading.Event()
+        self._defer = defer
+        self._held: list[tuple[Run, Sequence[TimelineEntry], str, bool]] = []
 
     def write(self, run: Run, timeline: Sequence[TimelineEntry], reason: str, fresh: bool = False) -> None:
-        """Queue the run's artifact (the run is in the flow run's registry at once); do not wait for it.
-
-        The writer never drops a job's record; whoever needs the artifacts on the server (a task before
-        returning, a test) calls :func:`~._writer.flush`. ``fresh``: the run was just created (no card of
-        it is looked for).
-        """
+        """Note the run, and queue (or hold) its artifact; ``fresh``: just created (no card of it is looked for)."""
         if self._stopped.is_set():
             return
-        write_job_artifact(run_view(run), timeline, reason, fresh=fresh)
+        if self._defer:
+            remember_job(run_view(run))
+            self._held.append((run, timeline, reason, fresh))
+        else:
+            write_job_artifact(run_view(run), timeline, reason, fresh=fresh)
+
+    def release(self) -> None:
+        """Queue the held artifacts (none once ``stopped`` is set)."""
+        held, self._held = self._held, []
+        for run, timeline, reason, fresh in held:
+            if self._stopped.is_set():
+                return
+            write_job_artifact(run_view(run), timeline, reason, fresh=fresh)
 
 
 def run_json(run: Run) -> dict[str, Any]:

@@ -203,7 +203,9 @@ def find_intents(keys: Sequence[str], always: bool = False) -> dict[str, Intent]
     """The intents recorded with these idempotency keys by earlier attempts, by key (bounded in time).
 
     A first attempt has no earlier one: the Prefect server is not asked, unless ``always`` (keys that
-    another flow run may have used, as a fleet fan-out's re-run chunk does).
+    another flow run may have used, as a fleet fan-out's re-run chunk does). A key recorded in a group
+    (see :func:`intents_artifact`) is found when the group's first key is asked for too (a retry asks
+    for every key of its call); only the keys asked for are returned.
     """
     if not keys or current_flow_run_id() is None or not (always or _is_retry()):
         return {}

@@ -15,6 +15,7 @@ from prefect import flow
 
 from flow_helpers import assert_nothing_active
 from prefect_openai_runs import OpenAICredentials, RunStatus
+from prefect_openai_runs._recording import flush
 from prefect_openai_runs.exceptions import AuthenticationError, RetryAfterTooLongError
 from prefect_openai_runs.flows import run_assistant_fan_out
 from prefect_openai_runs.tasks import create_threads_and_runs
@@ -81,6 +82,7 @@ def test_200_runs_are_created_concurrently(runs_emulator: RunsEmulator, credenti
         started = time.monotonic()
         runs = create_threads_and_runs(credentials, runs_emulator.default_assistant_id, prompts)
         print(f"created {len(runs)} runs in {time.monotonic() - started:.2f}s")
+        assert flush(30)  # the run cards were queued, not waited for, by the creates
         return runs
 
     runs = pipeline()

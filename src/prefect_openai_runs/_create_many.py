@@ -1,8 +1,10 @@
 """Creating many runs at once, concurrently and bounded, each on its own (empty) thread, never losing one.
 
-Each create records its intent first and its run at once (both through one async Prefect client), so a
-run is never lost; the first create that fails stops the ones not yet started, lets the ones in flight
-finish (a create cut short could leave a run nobody knows), and the caller cancels what was created.
+The creates go in waves: a wave's intents are recorded first (one artifact for the wave, through one
+async Prefect client) and each run is known in-process at once (its card is queued once every run
+exists, so that the cards do not slow the creates down), so a run is never lost; the first create
+that fails stops the ones not yet started, lets the ones in flight finish (a create cut short could
+leave a run nobody knows), and the caller cancels what was created.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 
-from prefect_openai_runs._intents import Intent, record_intent_async
+from prefect_openai_runs._intents import Intent, record_intents_async
 from prefect_openai_runs._lifecycle._async._driver import start_job
 from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi, RunSpec
 from prefect_openai_runs._lifecycle._follower import StatusChange
@@ -54,10 +57,13 @@ async def create_runs(
     stopped: threading.Event,
     earlier: Mapping[str, Intent] | None = None,
 ) -> list[Run]:
-    """Create one run per ``params`` (tagged with its key), each on a new empty thread, ``concurrency`` at once.
+    """Create one run per ``params`` (tagged with its key), each on a new empty thread, in waves of ``concurrency``.
 
-    Every run is appended to ``created`` the moment it exists (so a caller interrupted meanwhile knows
-    what to cancel); once ``stopped`` is set (by such a caller) no further create starts.
+    A wave creates its threads at once, records its intents in one artifact (see
+    :func:`~prefect_openai_runs._intents.record_intents_async`), then creates its runs at once; the next
+    wave's threads and intents are made meanwhile (so up to twice ``concurrency`` requests are in
+    flight). Every run is appended to ``created`` the moment it exists (so a caller interrupted
+    meanwhile knows what to cancel); once ``stopped`` is set (by such a caller) no further create starts.
 
     A key an ``earlier`` attempt recorded goes on that attempt's thread and re-attaches to its run.
 
@@ -69,34 +75,74 @@ async def create_runs(
             holds the runs that exist.
     """
     api = AsyncRunsApi(client)
-    slots = asyncio.Semaphore(concurrency)
-    writer = ArtifactWriter(prefect, concurrency=min(concurrency, 8), stopped=stopped)
+    writer = ArtifactWriter(prefect, stopped=stopped, defer=True)  # the cards once every run exists
     failures: list[BaseException] = []
     runs: list[Run | None] = [None] * len(params)
+    recorded = earlier or {}
 
-    async def create(index: int) -> None:
-        async with slots:
-            if failures or stopped.is_set():
-                return
-            try:
-                key = keys[index]
-                before = (earlier or {}).get(key)
-                if before is not None and before.parent_id:
-                    thread_id, reattach = before.parent_id, True
-                else:
-                    thread_id, reattach = (await client.create_thread()).id, False
-                    await record_intent_async(prefect, Intent(RUN.name, key, thread_id))
-                spec = RunSpec(thread_id, params[index], key, reattach=reattach)
-                run, _ = await start_job(api, spec, key=key, parent_id=thread_id, stream=False, hooks=_Silent())
-            except Exception as exc:
-                failures.append(exc)
-                return
-            runs[index] = run
-            created.append(run)
-            get_logger().info("Created OpenAI run %s on thread %s (status %s)", run.id, run.thread_id, run.status)
-            await writer.write(run, [], "created; being followed")
+    def going() -> bool:
+        return not failures and not stopped.is_set()
 
-    await asyncio.gather(*(create(i) for i in range(len(params))))
+    async def thread_of(index: int) -> _Thread | None:
+        before = recorded.get(keys[index])
+        if before is not None and before.parent_id:
+            return _Thread(index, before.parent_id, reattach=True)
+        if not going():
+            return None
+        try:
+            return _Thread(index, (await client.create_thread()).id, reattach=False)
+        except Exception as exc:
+            failures.append(exc)
+            return None
+
+    async def prepare(wave: range) -> list[_Thread]:
+        """The wave's threads, then its intents recorded (an intent recorded whose run is never created
+        is harmless: nothing is found by its key; a retry creates the run on its thread)."""
+        threads = [thread for thread in await asyncio.gather(*(thread_of(i) for i in wave)) if thread is not None]
+        if going():
+            fresh = [Intent(RUN.name, keys[t.index], t.id) for t in threads if not t.reattach]
+            await record_intents_async(prefect, fresh)
+        return threads
+
+    async def create(thread: _Thread) -> None:
+        if not going():
+            return
+        key = keys[thread.index]
+        try:
+            spec = RunSpec(thread.id, params[thread.index], key, reattach=thread.reattach)
+            run, _ = await start_job(api, spec, key=key, parent_id=thread.id, stream=False, hooks=_Silent())
+        except Exception as exc:
+            failures.append(exc)
+            return
+        runs[thread.index] = run
+        created.append(run)
+        get_logger().info("Created OpenAI run %s on thread %s (status %s)", run.id, run.thread_id, run.status)
+        writer.write(run, [], "created; being followed", fresh=not thread.reattach)
+
+    waves = [range(start, min(start + concurrency, len(params))) for start in range(0, len(params), concurrency)]
+    upcoming: asyncio.Future[list[_Thread]] | None = None
+    try:
+        for number, wave in enumerate(waves):
+            threads = await (upcoming or prepare(wave))
+            upcoming = None
+            if not going():
+                break
+            if number + 1 < len(waves):
+                upcoming = asyncio.ensure_future(prepare(waves[number + 1]))
+            await asyncio.gather(*(create(thread) for thread in threads))
+    finally:
+        writer.release()
+        if upcoming is not None:
+            await asyncio.gather(upcoming, return_exceptions=True)  # what is in flight ends (empty threads: harmless)
     if failures:
         raise failures[0]
     return [run for run in runs if run is not None]
+
+
+@dataclass(frozen=True)
+class _Thread:
+    """A wave member's thread: new, or an earlier attempt's (whose run is re-attached to)."""
+
+    index: int
+    id: str
+    reattach: bool

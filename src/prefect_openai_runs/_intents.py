@@ -1,7 +1,8 @@
 """The record of a create before it is sent: its kind, idempotency key and parent (a run's thread).
 
 Written to the Prefect server (an artifact linked to the flow run, its key derived from the idempotency
-key), it lets every later path find a job whose create answer was lost: a Prefect retry of the same
+key; creates sent together, as a fan-out's waves are, share one table artifact keyed by their first
+idempotency key), it lets every later path find a job whose create answer was lost: a Prefect retry of the same
 logical call reuses the thread and finds its run by key; the guard hooks and the orphan sweep find runs
 that were never recorded. Writing it is bounded in time: a Prefect server that does not answer delays a
 create by at most :data:`WRITE_WAIT` seconds (none once the server is known not to answer; it is then
@@ -13,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+from prefect.client.schemas.objects import Artifact
 from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_openai_runs._logging import get_logger
@@ -62,9 +66,46 @@ def intent_artifact(intent: Intent, flow_run_id: UUID | None) -> ArtifactCreate:
         type="markdown",
         description=f"creating an OpenAI {intent.kind} (idempotency key {intent.key})",
         data=f"Creating an OpenAI {intent.kind} on `{intent.parent_id or '-'}` with idempotency key `{intent.key}`.",
-        metadata_={"kind": intent.kind, "idempotency_key": intent.key, "parent_id": intent.parent_id or ""},
+        metadata_=_row(intent),
         flow_run_id=flow_run_id,
     )
+
+
+def intents_artifact(intents: Sequence[Intent], flow_run_id: UUID | None) -> ArtifactCreate:
+    """The one artifact that records creates sent together: a table (kind, idempotency key, parent) whose
+    key is the first intent's (so a lookup by every key of the group finds it through its first)."""
+    if len(intents) == 1:
+        return intent_artifact(intents[0], flow_run_id)
+    first, last = intents[0], intents[-1]
+    return ArtifactCreate(
+        key=intent_key(first.key),
+        type="table",
+        description=f"creating {len(intents)} OpenAI {first.kind}s (idempotency keys {first.key} ... {last.key})",
+        data=json.dumps([_row(intent) for intent in intents]),  # as Prefect's table artifacts: JSON text
+        metadata_={"kind": first.kind, "intents": str(len(intents))},
+        flow_run_id=flow_run_id,
+    )
+
+
+def _row(intent: Intent) -> dict[str, str]:
+    return {"kind": intent.kind, "idempotency_key": intent.key, "parent_id": intent.parent_id or ""}
+
+
+def _parse(artifact: Artifact) -> Iterator[Intent]:
+    """The intents an artifact records: one (metadata) or a group (table rows, JSON text or a list)."""
+    meta = artifact.metadata_ or {}
+    if meta.get("idempotency_key"):
+        yield Intent(meta.get("kind", "run"), meta["idempotency_key"], meta.get("parent_id") or None)
+        return
+    rows: Any = artifact.data
+    if isinstance(rows, str):
+        try:
+            rows = json.loads(rows)
+        except ValueError:
+            return
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and row.get("idempotency_key"):
+            yield Intent(str(row.get("kind") or "run"), str(row["idempotency_key"]), row.get("parent_id") or None)
 
 
 def _log(intent: Intent) -> None:
@@ -103,8 +144,33 @@ async def record_intent_async(client: PrefectClient, intent: Intent) -> None:
         get_logger().warning("Could not record the intent %s on the Prefect server (%s); logged here", intent, exc)
 
 
+async def record_intents_async(client: PrefectClient, intents: Sequence[Intent]) -> None:
+    """Record creates about to be sent together in one artifact (see :func:`intents_artifact`): logged at
+    once, then written through an open Prefect client (bounded in time, as :func:`record_intent_async`)."""
+    if len(intents) <= 1:
+        for intent in intents:
+            await record_intent_async(client, intent)
+        return
+    get_logger().info(
+        "Creating %d OpenAI %ss (idempotency key on parent): %s",
+        len(intents),
+        intents[0].kind,
+        ", ".join(f"{intent.key} on {intent.parent_id or '-'}" for intent in intents),
+    )
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return
+    try:
+        await asyncio.wait_for(client.create_artifact(artifact=intents_artifact(intents, flow_run_id)), WRITE_TIMEOUT)
+    except Exception as exc:
+        get_logger().warning(
+            "Could not record the intents of %d creates on the Prefect server (%s); logged here", len(intents), exc
+        )
+
+
 def _read(flow_run_id: UUID | None, keys: Sequence[str] | None) -> list[Intent]:
     found: dict[str, Intent] = {}
+    wanted_keys = set(keys) if keys else None
     wanted = [intent_key(k) for k in keys] if keys else None
     with get_client(sync_client=True) as client:
         for start in range(0, len(wanted), 200) if wanted else [0]:
@@ -124,11 +190,9 @@ def _read(flow_run_id: UUID | None, keys: Sequence[str] | None) -> list[Intent]:
                     offset=offset,
                 )
                 for artifact in page:
-                    meta = artifact.metadata_ or {}
-                    if meta.get("idempotency_key"):
-                        found[meta["idempotency_key"]] = Intent(
-                            meta.get("kind", "run"), meta["idempotency_key"], meta.get("parent_id") or None
-                        )
+                    for intent in _parse(artifact):
+                        if wanted_keys is None or intent.key in wanted_keys:
+                            found[intent.key] = intent
                 if len(page) < 200:
                     break
                 offset += 200
@@ -139,7 +203,9 @@ def find_intents(keys: Sequence[str], always: bool = False) -> dict[str, Intent]
     """The intents recorded with these idempotency keys by earlier attempts, by key (bounded in time).
 
     A first attempt has no earlier one: the Prefect server is not asked, unless ``always`` (keys that
-    another flow run may have used, as a fleet fan-out's re-run chunk does).
+    another flow run may have used, as a fleet fan-out's re-run chunk does). A key recorded in a group
+    (see :func:`intents_artifact`) is found when the group's first key is asked for too (a retry asks
+    for every key of its call); only the keys asked for are returned.
     """
     if not keys or current_flow_run_id() is None or not (always or _is_retry()):
         return {}

@@ -137,6 +137,14 @@ def _upsert(client: SyncPrefectClient, slot: str, artifact: ArtifactCreate, fres
         _ids[slot] = created
 
 
+def remember_job(view: JobView, flow_run_id: UUID | None = None) -> UUID | None:
+    """Note the job in its flow run's in-process registry (at once, no request); returns that flow run."""
+    linked, _ = linked_runs(flow_run_id)
+    if linked is not None:
+        note_job(linked, JobRef(view.kind, view.id, view.parent_id))
+    return linked
+
+
 def write_job_artifact(
     view: JobView,
     timeline: Sequence[TimelineEntry],
@@ -162,11 +170,9 @@ def write_job_artifact(
         Whether the artifact was written before this returned.
     """
     extra = extra or ArtifactExtras()
-    linked, _ = linked_runs(flow_run_id)
+    linked = remember_job(view, flow_run_id)
     key = job_artifact_key(view.kind, view.id)
     slot = f"{key}@{linked}"
-    if linked is not None:
-        note_job(linked, JobRef(view.kind, view.id, view.parent_id))
     artifact = job_artifact(view, timeline, reason, extra, flow_run_id)
     attempts = [0]
 

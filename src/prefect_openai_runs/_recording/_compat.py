@@ -1,13 +1,13 @@
 """The run-only functions callers used before job kinds, as thin wrappers over the generic API.
 
-They keep their names and signatures; unlike the generic functions, the writes wait (bounded by
-:data:`~._writer.WRITE_TIMEOUT_SECONDS`) until the writer has written them, as the callers expect the
-artifact on the server when the call returns.
+They keep their names and signatures; unlike the generic functions, :func:`write_run_artifact` waits
+(bounded by :data:`~._writer.WRITE_TIMEOUT_SECONDS`) until the writer has written it, as its callers
+expect the artifact on the server when the call returns. :class:`ArtifactWriter` (many creates from an
+event loop) only queues.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import ArtifactCreate
 
-from prefect_openai_runs._recording._artifacts import job_artifact, write_job_artifact
+from prefect_openai_runs._recording._artifacts import job_artifact, remember_job, write_job_artifact
 from prefect_openai_runs._recording._markdown import render_job
 from prefect_openai_runs._recording._view import ArtifactExtras, TimelineEntry, run_view
 from prefect_openai_runs._recording._writer import WRITE_TIMEOUT_SECONDS, flush
@@ -55,20 +55,42 @@ def write_run_artifact(
 class ArtifactWriter:
     """Writes run artifacts from an event loop (through the process's writer), unless ``stopped`` is set.
 
-    Once ``stopped`` is set, nothing more is submitted: the code that set it (a task interrupted by a
-    signal or a flow timeout) writes the artifacts with the reason, which a late "ended cancelled"
-    must not overwrite.
+    Each run is noted in the flow run's registry at once; its artifact is queued at once, or, with
+    ``defer``, held until :meth:`release` (so that many creates do not compete with their own records
+    for the Prefect server). Nothing waits for the writes: whoever needs the artifacts on the server (a
+    task before returning, a test) calls :func:`~._writer.flush`. Once ``stopped`` is set, nothing more
+    is submitted: the code that set it (a task interrupted by a signal or a flow timeout) writes the
+    artifacts with the reason, which a late "ended cancelled" must not overwrite.
     """
 
-    def __init__(self, client: PrefectClient, concurrency: int = 8, stopped: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        client: PrefectClient | None = None,
+        concurrency: int = 8,
+        stopped: threading.Event | None = None,
+        defer: bool = False,
+    ) -> None:
         self._stopped = stopped or threading.Event()
+        self._defer = defer
+        self._held: list[tuple[Run, Sequence[TimelineEntry], str, bool]] = []
 
-    async def write(self, run: Run, timeline: Sequence[TimelineEntry], reason: str) -> None:
-        """Submit the run's artifact, then wait (bounded, off the loop) until it is written."""
+    def write(self, run: Run, timeline: Sequence[TimelineEntry], reason: str, fresh: bool = False) -> None:
+        """Note the run, and queue (or hold) its artifact; ``fresh``: just created (no card of it is looked for)."""
         if self._stopped.is_set():
             return
-        write_job_artifact(run_view(run), timeline, reason)
-        await asyncio.to_thread(flush, WRITE_TIMEOUT_SECONDS)
+        if self._defer:
+            remember_job(run_view(run))
+            self._held.append((run, timeline, reason, fresh))
+        else:
+            write_job_artifact(run_view(run), timeline, reason, fresh=fresh)
+
+    def release(self) -> None:
+        """Queue the held artifacts (none once ``stopped`` is set)."""
+        held, self._held = self._held, []
+        for run, timeline, reason, fresh in held:
+            if self._stopped.is_set():
+                return
+            write_job_artifact(run_view(run), timeline, reason, fresh=fresh)
 
 
 def run_json(run: Run) -> dict[str, Any]:

@@ -9,7 +9,9 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
+from prefect.settings import PREFECT_API_URL
 
 from prefect_openai_runs import AsyncRunsClient, RunsClient
 from prefect_openai_runs.testing import RunsEmulator
@@ -86,6 +88,12 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+    prefect_api = PREFECT_API_URL.value()
+    if prefect_api:
+        # Prefect's own background connections in this process (its events websocket, its log worker)
+        # never go through this test's proxy: it is gone after the test, and they must still drain.
+        api = httpx.URL(prefect_api)
+        monkeypatch.setenv("NO_PROXY", f"{api.host}:{api.port}")
     server = ForwardProxy()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -34,6 +34,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in LONG_MODULES)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _prefect_workers_follow_the_session_server(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a module that ran flows in this process against a Prefect server of its own (the e2e ones):
+    drain Prefect's events and log workers, bounded. They are one per process and keep the URL they were
+    created with: left bound to a server that is gone, every later event would wait for it, and the
+    session's harness would hang draining them at the end."""
+    yield
+    if request.path.name in LONG_MODULES:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        EventsWorker.drain_all(timeout=15)
+        APILogWorker.drain_all(timeout=15)
+
+
 FAKE_KEY = DEFAULT_API_KEY
 """The recognisable fake key every test uses (the emulator's)."""
 

@@ -27,6 +27,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.deployments.runner import EntrypointType
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from prefect_openai_runs import OpenAICredentials
@@ -171,6 +172,8 @@ def _run_fleet(api_url: str, assistant_id: str, out: list[list[Run] | BaseExcept
             )
         except BaseException as exc:
             out.append(exc)
+        finally:  # while the fleet's server is up: events bound to it leave now
+            EventsWorker.drain_all(timeout=30)
 
 
 def _start_fleet(fleet: Fleet) -> tuple[threading.Thread, list[list[Run] | BaseException]]:

@@ -170,8 +170,7 @@ def worker(kind: str, spec_path: str) -> int:
     if kind == "w3-sdk":
         import openai  # noqa: F401
     else:
-        import prefect_openai_runs._fanout
-
+        import prefect_openai_runs._lifecycle._fanout
         import prefect_openai_runs.client  # noqa: F401
     rss_after_import = _rss_mb()
     _start_rss_sampler(marks_rss := [])

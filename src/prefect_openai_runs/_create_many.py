@@ -75,7 +75,7 @@ async def create_runs(
             holds the runs that exist.
     """
     api = AsyncRunsApi(client)
-    writer = ArtifactWriter(prefect, stopped=stopped, defer=True)  # the cards once every run exists
+    writer = ArtifactWriter(stopped)  # the cards once every run exists
     failures: list[BaseException] = []
     runs: list[Run | None] = [None] * len(params)
     recorded = earlier or {}

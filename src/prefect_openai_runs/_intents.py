@@ -132,40 +132,29 @@ def record_intent(intent: Intent) -> None:
     writer.wait(slot, WRITE_WAIT)
 
 
-async def record_intent_async(client: PrefectClient, intent: Intent) -> None:
-    """:func:`record_intent` from an event loop, through an open Prefect client (bounded in time)."""
-    _log(intent)
-    flow_run_id = current_flow_run_id()
-    if flow_run_id is None:
-        return
-    try:
-        await asyncio.wait_for(client.create_artifact(artifact=intent_artifact(intent, flow_run_id)), WRITE_TIMEOUT)
-    except Exception as exc:
-        get_logger().warning("Could not record the intent %s on the Prefect server (%s); logged here", intent, exc)
-
-
 async def record_intents_async(client: PrefectClient, intents: Sequence[Intent]) -> None:
     """Record creates about to be sent together in one artifact (see :func:`intents_artifact`): logged at
-    once, then written through an open Prefect client (bounded in time, as :func:`record_intent_async`)."""
-    if len(intents) <= 1:
-        for intent in intents:
-            await record_intent_async(client, intent)
+    once, then written through an open Prefect client, bounded in time (:func:`record_intent` from an
+    event loop, for one create or many)."""
+    if not intents:
         return
-    get_logger().info(
-        "Creating %d OpenAI %ss (idempotency key on parent): %s",
-        len(intents),
-        intents[0].kind,
-        ", ".join(f"{intent.key} on {intent.parent_id or '-'}" for intent in intents),
-    )
+    if len(intents) == 1:
+        _log(intents[0])
+    else:
+        get_logger().info(
+            "Creating %d OpenAI %ss (idempotency key on parent): %s",
+            len(intents),
+            intents[0].kind,
+            ", ".join(f"{intent.key} on {intent.parent_id or '-'}" for intent in intents),
+        )
     flow_run_id = current_flow_run_id()
     if flow_run_id is None:
         return
     try:
         await asyncio.wait_for(client.create_artifact(artifact=intents_artifact(intents, flow_run_id)), WRITE_TIMEOUT)
     except Exception as exc:
-        get_logger().warning(
-            "Could not record the intents of %d creates on the Prefect server (%s); logged here", len(intents), exc
-        )
+        what = f"the intent {intents[0]}" if len(intents) == 1 else f"the intents of {len(intents)} creates"
+        get_logger().warning("Could not record %s on the Prefect server (%s); logged here", what, exc)
 
 
 def _read(flow_run_id: UUID | None, keys: Sequence[str] | None) -> list[Intent]:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import ArtifactCreate
 
 from prefect_openai_runs._recording._artifacts import job_artifact, remember_job, write_job_artifact
@@ -53,36 +52,26 @@ def write_run_artifact(
 
 
 class ArtifactWriter:
-    """Writes run artifacts from an event loop (through the process's writer), unless ``stopped`` is set.
+    """Holds the artifacts of runs created from an event loop until :meth:`release`, unless ``stopped``.
 
-    Each run is noted in the flow run's registry at once; its artifact is queued at once, or, with
-    ``defer``, held until :meth:`release` (so that many creates do not compete with their own records
-    for the Prefect server). Nothing waits for the writes: whoever needs the artifacts on the server (a
-    task before returning, a test) calls :func:`~._writer.flush`. Once ``stopped`` is set, nothing more
-    is submitted: the code that set it (a task interrupted by a signal or a flow timeout) writes the
-    artifacts with the reason, which a late "ended cancelled" must not overwrite.
+    Each run is noted in the flow run's registry at once; its artifact is held until :meth:`release` (so
+    that many creates do not compete with their own records for the Prefect server), then queued to the
+    process's writer. Nothing waits for the writes: whoever needs the artifacts on the server (a task
+    before returning, a test) calls :func:`~._writer.flush`. Once ``stopped`` is set, nothing more is
+    queued: the code that set it (a task interrupted by a signal or a flow timeout) writes the artifacts
+    with the reason, which a late "created" must not overwrite.
     """
 
-    def __init__(
-        self,
-        client: PrefectClient | None = None,
-        concurrency: int = 8,
-        stopped: threading.Event | None = None,
-        defer: bool = False,
-    ) -> None:
+    def __init__(self, stopped: threading.Event | None = None) -> None:
         self._stopped = stopped or threading.Event()
-        self._defer = defer
         self._held: list[tuple[Run, Sequence[TimelineEntry], str, bool]] = []
 
     def write(self, run: Run, timeline: Sequence[TimelineEntry], reason: str, fresh: bool = False) -> None:
-        """Note the run, and queue (or hold) its artifact; ``fresh``: just created (no card of it is looked for)."""
+        """Note the run and hold its artifact; ``fresh``: just created (no card of it is looked for)."""
         if self._stopped.is_set():
             return
-        if self._defer:
-            remember_job(run_view(run))
-            self._held.append((run, timeline, reason, fresh))
-        else:
-            write_job_artifact(run_view(run), timeline, reason, fresh=fresh)
+        remember_job(run_view(run))
+        self._held.append((run, timeline, reason, fresh))
 
     def release(self) -> None:
         """Queue the held artifacts (none once ``stopped`` is set)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
+import time
 
 import pytest
 from prefect import flow
@@ -11,7 +13,7 @@ from prefect.context import get_run_context
 
 from flow_helpers import assert_nothing_active, final_markdown, flow_run_artifacts, statuses, wait_until
 from prefect_openai_runs import OpenAICredentials, Run, RunFailed, RunStatus, RunTimedOut
-from prefect_openai_runs._recording import artifact_key
+from prefect_openai_runs._recording import artifact_key, flush, get_writer
 from prefect_openai_runs.tasks import (
     cancel_run,
     create_run,
@@ -202,6 +204,38 @@ def test_wait_for_runs_fan_out_of_20_with_one_failure_cancels_the_rest(
         markdown = final_markdown(run_id)
         assert f"`{run_id}`: **cancelled**" in markdown
         assert f"upstream failure: sibling run {failed_id} ended failed" in markdown
+
+
+def test_a_slow_prefect_server_costs_a_fan_out_one_wait_not_one_per_run(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a write to the Prefect server hangs, the end of each run must not wait for it in the loop that
+    follows its siblings (it did: 1,000 runs ended 49 s late); the task waits once, after all ended."""
+    import prefect_openai_runs._lifecycle._hooks as hooks_module
+    import prefect_openai_runs.tasks as tasks_module
+
+    monkeypatch.setattr(hooks_module, "FLUSH_SECONDS", 1.0)
+    monkeypatch.setattr(tasks_module, "FLUSH_SECONDS", 1.0, raising=False)
+    runs_emulator.add_script(RunScript(in_progress_seconds=0.2))
+    release = threading.Event()
+
+    @flow
+    def pipeline() -> tuple[list[Run], float]:
+        runs = [create_thread_and_run(credentials, runs_emulator.default_assistant_id, [f"p{i}"]) for i in range(6)]
+        get_writer().submit("test-hung-write", lambda _: release.wait(60), "a write the server never answers")
+        started = time.monotonic()
+        done = wait_for_runs(credentials, runs, max_wait_seconds=30)
+        return done, time.monotonic() - started
+
+    try:
+        done, took = pipeline()
+    finally:
+        release.set()
+    assert flush(20)
+    assert [str(r.status) for r in done] == ["completed"] * 6
+    assert took < 4.0, f"{took:.1f}s: one wait of 1 s, not one per run (6 s or more)"
+    for run in done:  # the cards were written all the same, once the server answered
+        assert f"`{run.id}`: **completed**" in final_markdown(run.id)
 
 
 def test_wait_for_runs_returns_all_completed(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:

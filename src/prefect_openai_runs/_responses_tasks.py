@@ -227,7 +227,12 @@ class _FanOutHooks(ResponseHooks):
     cancels the responses and records why; a late record from the following loop must not overwrite it)."""
 
     def __init__(self, stopped: threading.Event, deadline_seconds: float) -> None:
-        super().__init__(record_intents=False, progress=False, extras=ArtifactExtras(deadline_seconds=deadline_seconds))
+        super().__init__(
+            record_intents=False,
+            progress=False,
+            extras=ArtifactExtras(deadline_seconds=deadline_seconds),
+            flush_on_end=False,  # the task flushes once all have ended
+        )
         self._stopped = stopped
 
     def changed(self, change: StatusChange, job: Response) -> None:

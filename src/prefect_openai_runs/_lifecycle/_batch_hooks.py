@@ -77,10 +77,14 @@ class BatchHooks(PrefectJobHooks[Batch]):
     Args:
         progress: Whether to keep a progress artifact (requests done / total) while the batch runs.
         stopped: Once set, nothing more is recorded (the code that set it ends the batch and records why).
+        flush_on_end: Whether the end waits for the records to reach the server (off for batches followed
+            together: see :class:`~prefect_openai_runs._lifecycle._hooks.PrefectJobHooks`).
     """
 
-    def __init__(self, progress: bool = True, stopped: threading.Event | None = None) -> None:
-        super().__init__(batch_view, progress=False)
+    def __init__(
+        self, progress: bool = True, stopped: threading.Event | None = None, *, flush_on_end: bool = True
+    ) -> None:
+        super().__init__(batch_view, progress=False, flush_on_end=flush_on_end)
         self.counts_progress = progress
         self.stopped = stopped or threading.Event()
         self.line_errors: Sequence[tuple[str, BatchLineError]] = ()

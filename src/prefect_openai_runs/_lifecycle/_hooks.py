@@ -43,6 +43,9 @@ class PrefectJobHooks(Generic[J]):
         record_intents: Whether a create's intent is recorded on the Prefect server before it is sent.
         final_view: The view written when the job ends (e.g. a run's with its reply), default ``view``.
         extras: What the artifact shows beyond the job (prompt, deadline, tool calls).
+        flush_on_end: Whether the end of a job waits (at most :data:`FLUSH_SECONDS`) for its records to
+            reach the Prefect server. Off for jobs followed together in one event loop: the wait would hold
+            every sibling's following up; their task flushes once, after all have ended.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class PrefectJobHooks(Generic[J]):
         record_intents: bool = True,
         final_view: Callable[[J], JobView] | None = None,
         extras: ArtifactExtras | None = None,
+        flush_on_end: bool = True,
     ) -> None:
         self.view = view
         self.final_view = final_view or view
@@ -63,6 +67,7 @@ class PrefectJobHooks(Generic[J]):
         self.flow_run_id = flow_run_id
         self.record_intents = record_intents
         self.extras = extras
+        self.flush_on_end = flush_on_end
         self.progress: ProgressReporter | None = None
 
     def intent(self, kind: str, key: str, parent_id: str | None) -> None:
@@ -105,7 +110,8 @@ class PrefectJobHooks(Generic[J]):
             emit_status_event(view, timeline[-1], reason=reason, flow_run_id=self.flow_run_id)
         if self.progress is not None:
             self.progress.finish(view.status, timeline[-1].elapsed if timeline else None)
-        flush(FLUSH_SECONDS)
+        if self.flush_on_end:
+            flush(FLUSH_SECONDS)
 
 
 _TERMINAL = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})

@@ -107,4 +107,5 @@ class ResponseHooks(PrefectJobHooks[Response]):
         timeline, reason = self._ends.get(job.id, ([], f"ended {job.status}"))
         extra = replace(self.extras or ArtifactExtras(), tool_calls=tool_call_records(job, outputs))
         write_job_artifact(self.view(job), timeline, reason, extra, self.flow_run_id)
-        flush(FLUSH_SECONDS)
+        if self.flush_on_end:
+            flush(FLUSH_SECONDS)

@@ -5,10 +5,10 @@ Contenders, one after the other on the same emulator (reset, fresh buckets):
 
 * SDK: ``create_and_poll`` x N under ``asyncio.gather`` (its default 2 retries, which obey
   ``retry-after-ms``); a run whose call raises is *failed* (the caller lost it).
-* ours: one :class:`~prefect_openai_runs.client._pacing.RateBudget` shared by the N coroutines, over plain
-  httpx for now: acquire a turn before each request, observe each response, send a 429 again (at most
-  ``MAX_ATTEMPTS``), poll every 0.9 s like the library's default schedule. The integrator swaps in the
-  real client once it paces its send path.
+* ours: the library as a user gets it: one :class:`~prefect_openai_runs.client.AsyncRunsClient` (paced by
+  default: its N coroutines share one budget fed by the ``x-ratelimit-*`` headers), ``create_run`` x N
+  under ``asyncio.gather``, then ``follow_many`` (the lifecycle core's fan-out: the default poll schedule,
+  its retry policy); a run whose create raises, or that does not end completed, is *failed*.
 
 Figures: share of the runs' requests answered 429, runs failed, wall time (first create to last
 result), and wall over the ideal: ``2 N / rate`` (one create and one poll per run, at the limit) or the
@@ -29,18 +29,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx
 from _common import PlannedRun, percentile, prepare, requests_by_thread
 from openai import AsyncOpenAI
 
-from prefect_openai_runs.client._pacing import RateBudget
-from prefect_openai_runs.client._throttle import acquire_async
+from prefect_openai_runs._lifecycle._async._runs import AsyncRunsApi
+from prefect_openai_runs._lifecycle._fanout import follow_many
+from prefect_openai_runs._lifecycle._hooks import SilentHooks
+from prefect_openai_runs._lifecycle._run_kind import RUN
+from prefect_openai_runs.client import AsyncRunsClient
+from prefect_openai_runs.models import Run
 from prefect_openai_runs.testing import RateLimits, RemoteEmulator, spawn_emulator_process
 
 RUN_SECONDS = 0.3
-POLL_SECONDS = 0.9
-MAX_ATTEMPTS = 10
-TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
 TARGET_429_SHARE = 0.01
 TARGET_WALL_RATIO = 1.2
 
@@ -64,41 +64,31 @@ async def _sdk(emu: RemoteEmulator, plan: list[PlannedRun]) -> list[str]:
 
 
 async def _ours(emu: RemoteEmulator, plan: list[PlannedRun]) -> list[str]:
-    budget = RateBudget()
-    headers = {"Authorization": f"Bearer {emu.api_key}", "OpenAI-Beta": "assistants=v2"}
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    async with httpx.AsyncClient(base_url=emu.base_url, headers=headers, limits=limits, timeout=60) as http:
+    async with AsyncRunsClient(api_key=emu.api_key, base_url=emu.base_url) as client:
 
-        async def send(method: str, path: str, body: Any = None) -> dict[str, Any]:
-            for _ in range(MAX_ATTEMPTS):
-                await acquire_async(budget)
-                try:
-                    response = await http.request(method, path, json=body)
-                except httpx.HTTPError:
-                    budget.release()
-                    raise
-                budget.observe(response.status_code, response.headers)
-                if response.status_code != 429:
-                    response.raise_for_status()
-                    answer: dict[str, Any] = response.json()
-                    return answer
-            raise RuntimeError(f"{method} {path}: still 429 after {MAX_ATTEMPTS} attempts")
-
-        async def one(p: PlannedRun) -> str:
+        async def create(p: PlannedRun) -> Run | str:
             try:
-                body = {"assistant_id": emu.default_assistant_id, "metadata": {"bench": p.key}}
-                run = await send("POST", f"/threads/{p.thread_id}/runs", body)
-                while run["status"] not in TERMINAL:
-                    await asyncio.sleep(POLL_SECONDS)
-                    run = await send("GET", f"/threads/{p.thread_id}/runs/{run['id']}")
-            except Exception as exc:
+                return await client.create_run(
+                    p.thread_id, assistant_id=emu.default_assistant_id, metadata={"bench": p.key}
+                )
+            except Exception as exc:  # the run may exist, but the caller lost it
                 return f"raised {type(exc).__name__}"
-            return str(run["status"])
 
-        return list(await asyncio.gather(*(one(p) for p in plan)))
+        created = await asyncio.gather(*(create(p) for p in plan))
+        runs = [c for c in created if isinstance(c, Run)]
+        fan = await follow_many(
+            AsyncRunsApi(client),
+            [RUN.ref(r) for r in runs],
+            600.0,
+            fail_fast=False,
+            cancel_wait_seconds=30.0,
+            hooks_for=lambda ref: SilentHooks(),
+        )
+    ended = {f.job.id: str(f.job.status) for f in fan.followers if f.job is not None}
+    return [c if isinstance(c, str) else ended.get(c.id, "not followed") for c in created]
 
 
-CONTENDERS = {"SDK create_and_poll x N (asyncio.gather)": _sdk, "ours: shared RateBudget (httpx)": _ours}
+CONTENDERS = {"SDK create_and_poll x N (asyncio.gather)": _sdk, "ours: AsyncRunsClient + follow_many": _ours}
 
 
 async def measure(emu: RemoteEmulator, name: str, n: int, rpm: int) -> dict[str, Any]:

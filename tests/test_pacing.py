@@ -210,7 +210,7 @@ def test_acquire_sync_wakes_when_the_probe_answers() -> None:
     assert waited and waited[0] < 5.0  # not the 30 s probe timeout
 
 
-async def test_acquire_async_waits_its_turn_and_wakes_when_a_429_voids_it() -> None:
+async def test_acquire_async_waits_its_turn_and_wakes_when_a_429_pushes_it_back() -> None:
     budget, _ = informed(600, 0, "10s", clock=time.monotonic)
     started = time.monotonic()
     assert await acquire_async(budget) == pytest.approx(0.1, abs=0.08)
@@ -279,3 +279,63 @@ async def test_a_turn_that_comes_within_the_timeout_is_waited_for() -> None:
     with pytest.raises(TurnTimeout):
         acquire_sync(budget, timeout=0.0)  # the next turn is 0.1 s away and no time is left
     assert budget.state().outstanding == 1  # only the turn taken above, not yet answered
+
+
+def test_a_429_pushes_the_turns_booked_ahead_back_together_in_their_order() -> None:
+    budget, _ = informed(600, 1, "9.9s")  # 10 a second, one left
+    assert budget.delay_before() == 0.0  # sent at once: on its way
+    assert [budget.delay_before() for _ in range(4)] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    generation = budget.generation
+    budget.observe(429, {**limits(600, 0, "10s"), "retry-after-ms": "300"})  # the one on its way
+    assert budget.pushed == pytest.approx(0.2)  # the first turn booked ahead now comes at the retry moment
+    assert budget.generation == generation  # nobody books again (nobody goes to the back of the queue)
+    assert budget.delay_before() == pytest.approx(0.7)  # a new turn comes after the pushed ones (0.3-0.6)
+
+
+async def test_waiters_pushed_back_by_a_429_keep_their_order_and_spacing() -> None:
+    budget, _ = informed(600, 1, "9.9s", clock=time.monotonic)  # 10 a second, one left
+    started = time.monotonic()
+    assert await acquire_async(budget) < 0.05  # sent at once: the request the 429 below answers
+    done: list[tuple[int, float]] = []
+
+    async def waiter(n: int) -> None:
+        await acquire_async(budget)
+        done.append((n, time.monotonic() - started))
+
+    tasks = [asyncio.ensure_future(waiter(n)) for n in range(5)]  # turns at 0.1 ... 0.5 s
+    while budget.state().waiters < 5:
+        await asyncio.sleep(0.001)
+    budget.observe(429, {**limits(600, 0, "10s"), "retry-after-ms": "400"})
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert [n for n, _ in done] == [0, 1, 2, 3, 4]
+    assert done[0][1] >= 0.38  # not before the retry moment
+    gaps = [b - a for (_, a), (_, b) in zip(done, done[1:])]
+    assert all(0.05 <= gap <= 0.3 for gap in gaps), gaps  # still one turn apart, not a burst
+
+
+def test_the_first_reply_to_a_request_sent_after_the_retry_moment_is_believed_even_above_the_estimate() -> None:
+    budget, clock = informed(600, 50, "5s")
+    budget.observe(429, {**limits(600, 0, "10s"), "retry-after-ms": "500"})
+    low = budget.state().requests_level
+    budget.observe(200, limits(600, 90, "1s"), sent_at=clock.now + 0.1)  # sent before the retry moment
+    assert budget.state().requests_level == pytest.approx(low)
+    clock.now += 0.6
+    generation = budget.generation
+    budget.observe(200, limits(600, 90, "1s"), sent_at=clock.now - 0.05)  # sent after it: the bucket is full
+    assert budget.state().requests_level == pytest.approx(90.0)
+    assert budget.generation == generation + 1  # the turns booked on the low estimate are void
+    budget.observe(200, limits(600, 95, "1s"), sent_at=clock.now)  # once only: up again is ignored
+    assert budget.state().requests_level == pytest.approx(90.0)
+
+
+def test_requests_on_their_way_when_a_429_comes_do_not_count_against_what_it_says_is_left() -> None:
+    budget, _ = informed(600, 10, "9s")  # 10 left, all sent at once
+    assert [budget.delay_before() for _ in range(10)] == [0.0] * 10
+    budget.observe(429, {**limits(600, 0, "10s"), "retry-after-ms": "200"})
+    # They will be refused too (a refusal spends nothing): the next turn is the retry moment, not 1 s later.
+    assert budget.delay_before() == pytest.approx(0.2)
+
+
+def test_the_reserve_is_at_most_a_quarter_second_of_refill() -> None:
+    budget, _ = informed(6000, 0, "60s", reserve_fraction=0.05)  # a bucket of 6,000, empty; 100 a second
+    assert budget.delay_before() == pytest.approx((25 + 1) / 100)  # not (300 + 1) / 100: 3 s for 5% of a minute

@@ -27,7 +27,7 @@ CREATE = r"^/v1/threads/[^/]+/runs$"
 
 @pytest.fixture
 def credentials(credentials: OpenAICredentials) -> OpenAICredentials:
-    """The suite's credentials, paced (``pace_requests`` is off by default)."""
+    """The suite's credentials, paced (as by default, whatever the suite's fixture says)."""
     return credentials.model_copy(update={"pace_requests": True})
 
 

@@ -27,13 +27,12 @@ from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
 from prefect_openai_runs._lifecycle._batch_kind import BATCH, BATCH_SCHEDULE, DEFAULT_BATCH_CANCEL_WAIT_SECONDS
 from prefect_openai_runs._lifecycle._fanout import FanOut, follow_many
 from prefect_openai_runs._lifecycle._follower import JobFollower, PollSchedule
-from prefect_openai_runs._lifecycle._hooks import FLUSH_SECONDS
+from prefect_openai_runs._lifecycle._hooks import flush_fan_out
 from prefect_openai_runs._lifecycle._keys import logical_key
 from prefect_openai_runs._lifecycle._outcome import cancel_reason
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
 from prefect_openai_runs._lifecycle._sync._driver import end_job
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._recording import flush
 from prefect_openai_runs.batch_files import MAX_BYTES, MAX_LINES, BatchInputError, InputChunk, split_input
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client._sync._backend import SLICE
@@ -240,7 +239,7 @@ def run_batch(
         except BaseException as exc:
             batches.end_all(exc)
             raise
-    flush(FLUSH_SECONDS)  # the cards written from the event loop, on the server before the results are read
+    flush_fan_out()  # the records written from the event loop, on the server before the task goes on
     with creds.get_batches_client() as client:
         results = collect_results(client, _final(fan))
     if fan.failure is not None:

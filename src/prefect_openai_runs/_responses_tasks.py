@@ -27,6 +27,7 @@ from prefect_openai_runs._lifecycle._follower import (
     PollSchedule,
     StatusChange,
 )
+from prefect_openai_runs._lifecycle._hooks import flush_fan_out
 from prefect_openai_runs._lifecycle._keys import logical_key
 from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._lifecycle._outcome import cancel_reason
@@ -35,7 +36,7 @@ from prefect_openai_runs._lifecycle._response_kind import RESPONSE
 from prefect_openai_runs._lifecycle._sync._driver import end_job, start_job, wait_job
 from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, ResponseSpec
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._recording import ArtifactExtras, flush
+from prefect_openai_runs._recording import ArtifactExtras
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import ResponsesClient
 from prefect_openai_runs.client._async.responses import response_params
@@ -302,7 +303,7 @@ def wait_for_responses(
         interrupted.set()
         cancel_jobs(creds, [JobRef(RESPONSE.name, i) for i in ids], cancel_reason(exc), cancel_wait_seconds)
         raise
-    flush()  # the artifacts written from the event loop, on the server before the task returns
+    flush_fan_out()  # the records written from the event loop, on the server before the task goes on
     if fan is None:
         raise RuntimeError("following the responses returned nothing")
     if fan.failure is not None:

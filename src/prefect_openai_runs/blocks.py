@@ -104,10 +104,9 @@ class OpenAICredentials(CredentialsBlock):
         default=120.0, gt=0, description="Seconds after the first attempt after which no retry starts."
     )
     pace_requests: bool = Field(
-        default=False,
+        default=True,
         description=(
-            "Pace requests by the server's x-ratelimit-* headers and retry-after (off by default; turn it on "
-            "for large fan-outs against a rate-limited account), so that a fan-out "
+            "Pace requests by the server's x-ratelimit-* headers and retry-after (on by default), so that a fan-out "
             "spreads its requests instead of meeting 429s, and back off together after a 429. The requests "
             "of one flow run share one budget (outside any flow run, the process does); unrelated flow runs "
             "never wait for each other, no wait outlasts the job's deadline, and cancels never wait."

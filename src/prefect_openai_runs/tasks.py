@@ -30,7 +30,7 @@ from prefect_openai_runs._lifecycle._follower import (
     PollSchedule,
     StatusChange,
 )
-from prefect_openai_runs._lifecycle._hooks import FLUSH_SECONDS, RunHooks
+from prefect_openai_runs._lifecycle._hooks import RunHooks, flush_fan_out
 from prefect_openai_runs._lifecycle._keys import derived_key, logical_key
 from prefect_openai_runs._lifecycle._kinds import JobRef
 from prefect_openai_runs._lifecycle._outcome import cancel_reason
@@ -38,7 +38,7 @@ from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs._lifecycle._sync._driver import end_job, start_job, wait_job
 from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs._recording import RunRef, flush, run_view, write_fan_out_summary
+from prefect_openai_runs._recording import RunRef, run_view, write_fan_out_summary
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import RunsClient
 from prefect_openai_runs.client._operations import with_idempotency_key
@@ -472,7 +472,7 @@ def wait_for_runs(
         raise RuntimeError("following the runs returned nothing")
     ended = [f for f in fan.followers if f.job is not None]
     write_fan_out_summary([run_view(f.job) for f in ended if f.job is not None], [f.timeline for f in ended])
-    flush(FLUSH_SECONDS)  # the cards written from the event loop and the summary, on the server before the task returns
+    flush_fan_out()  # the records written from the event loop, on the server before the task goes on
     if fan.failure is not None:
         get_logger().error("Waiting for %d runs failed: %s", len(refs), fan.failure)
         raise fan.failure

@@ -30,6 +30,17 @@ FLUSH_SECONDS = 5.0
 """How long the end of a job waits for its records to reach the Prefect server (then they are written in
 the background, and logged locally if they cannot be)."""
 
+FAN_OUT_FLUSH_SECONDS = 120.0
+"""How long the end of a fan-out waits at most for its jobs' records, as long as the server keeps taking
+them (it gives up after :data:`FLUSH_SECONDS` without one written): see :func:`flush_fan_out`."""
+
+
+def flush_fan_out() -> bool:
+    """Wait for the records of jobs followed together (their hooks do not flush one by one): as long as the
+    Prefect server keeps writing them, at most :data:`FAN_OUT_FLUSH_SECONDS`, and no more than
+    :data:`FLUSH_SECONDS` once it stops. Returns whether all were written."""
+    return flush(FAN_OUT_FLUSH_SECONDS, stall=FLUSH_SECONDS)
+
 
 class PrefectJobHooks(Generic[J]):
     """Reports one kind of job to Prefect (the core's ``JobHooks``).

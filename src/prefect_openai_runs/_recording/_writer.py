@@ -143,21 +143,29 @@ class PrefectWriter:
         with self._cond:
             return len(self._pending) + len(self._busy)
 
-    def flush(self, timeout: float) -> bool:
+    def flush(self, timeout: float, stall: float | None = None) -> bool:
         """Wait at most ``timeout`` seconds for every write submitted so far; return whether all were written.
 
-        When some could not be written, they are logged (they stay queued and are retried).
+        With ``stall``, give up sooner once no write has been done for ``stall`` seconds (a fan-out's
+        hundreds of records wait as long as the server keeps taking them, not when it stops). When some
+        could not be written, they are logged (they stay queued and are retried).
         """
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cond:
+            written, progress_at = self.stats.written, time.monotonic()
             while self._pending or self._busy:
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                if self.stats.written != written:
+                    written, progress_at = self.stats.written, now
+                remaining = deadline - now
+                if stall is not None:
+                    remaining = min(remaining, progress_at + stall - now)
                 if remaining <= 0:
                     waiting = [p.describe for p in self._pending.values()]
                     _logger.warning(
                         "%d write(s) to the Prefect API still pending after %.1fs (retried in the background): %s",
                         len(waiting) + len(self._busy),
-                        timeout,
+                        now - (deadline - max(0.0, timeout)),
                         "; ".join(waiting[:10]) + (" ..." if len(waiting) > 10 else ""),
                     )
                     return False
@@ -295,6 +303,7 @@ def submit(slot: str, perform: Perform, describe: str, essential: bool = True) -
     get_writer().submit(slot, perform, describe, essential)
 
 
-def flush(timeout: float = WRITE_TIMEOUT_SECONDS) -> bool:
-    """Wait (at most ``timeout`` s) until the process's writes are done: see :meth:`PrefectWriter.flush`."""
-    return get_writer().flush(timeout)
+def flush(timeout: float = WRITE_TIMEOUT_SECONDS, stall: float | None = None) -> bool:
+    """Wait (at most ``timeout`` s; with ``stall``, less once no write is done for that long) until the
+    process's writes are done: see :meth:`PrefectWriter.flush`."""
+    return get_writer().flush(timeout, stall)

@@ -50,7 +50,7 @@ class ClientConfig:
         retry_policy: How failed requests are retried.
         rate_limit: The name of a Prefect global concurrency limit (with slot decay) that every create
             takes a slot of, so that several processes and machines share one account's budget.
-        pace: Pace the requests by the server's rate limits (off by default): every client built in the
+        pace: Pace the requests by the server's rate limits (on by default): every client built in the
             same Prefect flow run (or, outside any, in the same process) for the same server and key shares
             one :class:`~prefect_openai_runs.client._pacing.RateBudget`, which reads the ``x-ratelimit-*``
             headers and the ``retry-after`` of a 429, so that many coroutines spread their requests instead
@@ -71,7 +71,7 @@ class ClientConfig:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         rate_limit: str | None = None,
-        pace: bool = False,
+        pace: bool = True,
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not key:

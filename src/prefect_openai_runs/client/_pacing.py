@@ -13,8 +13,9 @@ and books turns against its own estimate of that bucket:
 * while the bucket holds more than a small reserve, requests go at once;
 * below it, turns are spaced ``60 / limit`` seconds apart, so requests spread evenly over the reset
   window instead of bursting into 429s;
-* after a 429, every caller of the scope waits for the shared retry moment, then takes a fresh turn
-  (so they do not all come back at the same instant);
+* after a 429, every caller of the scope waits for the shared retry moment: the turns already booked
+  are pushed back together, in their order and spacing, so that the first comes at that moment and they
+  do not all come back at the same instant (nor does a 429 send anyone to the back of the queue);
 * before anything is known, one request goes alone and the others wait (at most ``probe_timeout``)
   for its headers, so that a cold start with a thousand coroutines does not burst either (a server
   that sends no ``x-ratelimit-*`` headers is not paced at all after that first answer).
@@ -146,8 +147,14 @@ class _Estimate:
             self.level = max(self.level, min(top, self.level + (now - self.at) * self.rate))
         self.at = max(self.at, now)
 
-    def learn(self, reading: LimitReading, now: float, outstanding: int = 0) -> bool:
-        """Take in what a response said; True if this is the first reading with a rate."""
+    def learn(self, reading: LimitReading, now: float, outstanding: int = 0, trust: bool = False) -> bool:
+        """Take in what a response said; True if the level moved up (the first reading with a rate, or a
+        ``trust``-ed reading above the estimate: the turns booked on the old estimate are void).
+
+        A reading only moves the estimate down (replies arrive out of order, other senders spend the same
+        bucket), unless ``trust``: the first reply to a request sent after a 429's retry moment says where
+        the bucket really is (a 429 may come from a short burst window while the minute's bucket is full).
+        """
         if reading.limit:
             self.rate = reading.limit / 60.0
         if self.rate is None or reading.remaining is None:
@@ -158,24 +165,34 @@ class _Estimate:
             self.capacity = max(float(full), float(reading.remaining))
         first = not self.known
         seen = float(reading.remaining - outstanding)
-        self.level = seen if first else min(self.level, seen)
+        raised = first or (trust and seen > self.level)
+        self.level = seen if raised else min(self.level, seen)
         self.known = True
-        return first
+        return raised
 
-    def refuse(self, wait: float, now: float) -> None:
-        """The server refused a request and will have one unit again in ``wait`` seconds."""
+    def refuse(self, wait: float, now: float, push: float) -> None:
+        """The server refused a request and will have one unit again in ``wait`` seconds; the turns booked
+        ahead were pushed back ``push`` seconds (new turns come after them)."""
         if self.rate is None:
             return
-        self.level = 1.0 - self.rate * wait
+        self.refill(now)
+        self.level = min(self.level - self.rate * push, 1.0 - self.rate * wait)
         self.at = now
 
-    def book(self, amount: float, now: float, reserve_fraction: float, outstanding: int = 0) -> float:
-        """Take ``amount`` at ``now``; seconds until the estimate says it may go."""
+    def book(
+        self, amount: float, now: float, reserve_fraction: float, outstanding: int = 0, reserve_seconds: float = 0.25
+    ) -> float:
+        """Take ``amount`` at ``now``; seconds until the estimate says it may go.
+
+        The reserve (what is kept unspent) is ``reserve_fraction`` of a full bucket, at most
+        ``reserve_seconds`` of refill: an emptied bucket of a minute's limit would otherwise hold every
+        request back for 3 s (5% of a minute) before spacing them.
+        """
         if not self.known or self.rate is None or amount <= 0:
             return 0.0
         self.refill(now, outstanding)
         self.level -= amount
-        reserve = (self.capacity or 0.0) * reserve_fraction
+        reserve = min((self.capacity or 0.0) * reserve_fraction, self.rate * reserve_seconds)
         if self.level >= reserve:
             return 0.0
         return (reserve - self.level) / self.rate
@@ -191,7 +208,8 @@ class BudgetState:
         tokens_per_second: The tokens limit as a rate, or None if unknown.
         tokens_level: Estimated tokens left.
         resume_at: Clock reading before which no request should go (after a 429), or None.
-        generation: Bumped whenever booked turns are void (first reading, each 429).
+        generation: Bumped whenever booked turns are void (the first reading, a trusted reading above the estimate).
+        pushed: Seconds every turn booked so far was pushed back by 429s, in total (see :attr:`RateBudget.pushed`).
         waiters: Callers waiting to be told of the next change (see :meth:`RateBudget.on_change`).
         outstanding: Turns booked whose response is not observed yet.
     """
@@ -202,6 +220,7 @@ class BudgetState:
     tokens_level: float
     resume_at: float | None
     generation: int
+    pushed: float
     waiters: int
     outstanding: int
 
@@ -212,6 +231,7 @@ class RateBudget:
     Args:
         clock: A monotonic clock in seconds (injected for tests; ``now`` arguments default to it).
         reserve_fraction: Share of a full bucket kept unspent, to absorb other senders and jitter.
+        reserve_seconds: The reserve is at most this many seconds of the limit's refill.
         probe_timeout: Before the first response is observed, how long others wait for it at most.
         default_retry_after: The back-off after a 429 that says neither ``retry-after`` nor a rate.
         outstanding_ttl: A booked turn whose response is never observed stops counting this long after
@@ -232,6 +252,7 @@ class RateBudget:
         *,
         clock: Callable[[], float] = time.monotonic,
         reserve_fraction: float = 0.05,
+        reserve_seconds: float = 0.25,
         probe_timeout: float = 1.0,
         default_retry_after: float = 1.0,
         outstanding_ttl: float = 60.0,
@@ -239,10 +260,11 @@ class RateBudget:
     ) -> None:
         if not 0 <= reserve_fraction < 1:
             raise ValueError(f"reserve_fraction must be in [0, 1), got {reserve_fraction!r}")
-        if probe_timeout < 0 or default_retry_after < 0:
-            raise ValueError("probe_timeout and default_retry_after must be 0 or more seconds")
+        if probe_timeout < 0 or default_retry_after < 0 or reserve_seconds < 0:
+            raise ValueError("probe_timeout, default_retry_after and reserve_seconds must be 0 or more seconds")
         self.clock = clock
         self.reserve_fraction = reserve_fraction
+        self.reserve_seconds = reserve_seconds
         self.probe_timeout = probe_timeout
         self.default_retry_after = default_retry_after
         self.outstanding_ttl = outstanding_ttl
@@ -255,6 +277,9 @@ class RateBudget:
         self._probe_at: float | None = None
         self._observed = False
         self._generation = 0
+        self._pushed = 0.0
+        self._version = 0
+        self._refused_until: float | None = None  # the last 429's retry moment, until a later request's reply
         self._listeners: dict[int, Callable[[], None]] = {}
         self._listener_ids = itertools.count()
 
@@ -263,14 +288,27 @@ class RateBudget:
 
     @property
     def generation(self) -> int:
-        """Changes whenever booked turns become void; a waiter that sees it change books again."""
+        """Changes whenever booked turns become void (the first reading, or the first reply after a 429's
+        retry moment showing more room than estimated); a waiter that sees it change books again."""
         return self._generation
+
+    @property
+    def pushed(self) -> float:
+        """Seconds every turn booked so far was pushed back, in total: a 429 pushes the turns booked ahead
+        back together so that the first comes at the retry moment. A waiter's turn is the time it was
+        given plus how much this grew since it was booked."""
+        return self._pushed
+
+    @property
+    def version(self) -> int:
+        """Changes whenever :attr:`generation` or :attr:`pushed` does: what a waiter watches."""
+        return self._version
 
     def delay_before(self, now: float | None = None, *, tokens: int = 0) -> float:
         """Book a turn for one request and return the seconds to wait before sending it.
 
         Call once per request (each call books a turn). If :attr:`generation` changes while waiting,
-        the turn is void: call again.
+        the turn is void: call again; if :attr:`pushed` grows, the turn comes that much later.
 
         Args:
             now: The clock reading (default: the budget's clock).
@@ -288,8 +326,9 @@ class RateBudget:
                 if now < self._probe_at + self.probe_timeout:
                     return self._probe_at + self.probe_timeout - now
             delay = max(0.0, self._resume_at - now) if self._resume_at is not None else 0.0
-            delay = max(delay, self._requests.book(1, now, self.reserve_fraction, self._pending(now)))
-            delay = max(delay, self._tokens.book(tokens, now, self.reserve_fraction))
+            pending = self._pending(now)
+            delay = max(delay, self._requests.book(1, now, self.reserve_fraction, pending, self.reserve_seconds))
+            delay = max(delay, self._tokens.book(tokens, now, self.reserve_fraction, 0, self.reserve_seconds))
             if self._requests.known:
                 self._outstanding.append(now + delay)
             return delay
@@ -308,13 +347,17 @@ class RateBudget:
             self._outstanding.pop(0)
         return len(self._outstanding)
 
-    def observe(self, status: int, headers: Mapping[str, str], now: float | None = None) -> None:
+    def observe(
+        self, status: int, headers: Mapping[str, str], now: float | None = None, *, sent_at: float | None = None
+    ) -> None:
         """Learn from one response (any status, including errors).
 
         Args:
             status: The HTTP status.
             headers: The response headers (any case).
             now: The clock reading (default: the budget's clock).
+            sent_at: When its request was sent (the budget's clock). The first reply to a request sent
+                after a 429's retry moment is believed even above the estimate (see :meth:`_Estimate.learn`).
         """
         now = self.clock() if now is None else now
         lowered = {name.lower(): value for name, value in headers.items()}
@@ -322,22 +365,42 @@ class RateBudget:
         with self._lock:
             if self._outstanding:
                 self._outstanding.pop(0)
+            trust = status != 429 and self._after_refusal(sent_at)
             void = not self._observed
             self._observed = True
-            void = self._requests.learn(requests, now, self._pending(now)) or void
-            self._tokens.learn(tokens, now)
+            # A 429's reading: the requests on their way will be refused too (a refusal spends nothing), so
+            # only the turns still to come count against what it says is left.
+            coming = self._pending(now) if status != 429 else sum(1 for at in self._outstanding if at > now)
+            void = self._requests.learn(requests, now, coming, trust) or void
+            self._tokens.learn(tokens, now, trust=trust)
+            changed = void
             if status == 429:
+                changed = True
                 wait = self._retry_wait(lowered)
                 self._resume_at = max(self._resume_at or 0.0, now + wait)
-                self._requests.refuse(wait, now)
-                void = True
+                self._refused_until = self._resume_at
+                ahead = [at for at in self._outstanding if at > now]
+                push = max(0.0, now + wait - min(ahead)) if ahead and not void else 0.0
+                if push:  # every turn booked ahead moves back together, the first to the retry moment
+                    self._outstanding = [at + push if at > now else at for at in self._outstanding]
+                    self._pushed += push
+                self._requests.refuse(wait, now, push)
             if void:  # the turns booked ahead are void: their waiters book again
                 self._outstanding = [at for at in self._outstanding if at <= now]
                 self._generation += 1
+            if changed:
+                self._version += 1
                 listeners = list(self._listeners.values())
-        if void:
+        if changed:
             for listener in listeners:
                 listener()
+
+    def _after_refusal(self, sent_at: float | None) -> bool:
+        """Whether a reply is the first to a request sent after the last 429's retry moment (it clears it)."""
+        if sent_at is None or self._refused_until is None or sent_at < self._refused_until:
+            return False
+        self._refused_until = None
+        return True
 
     def _retry_wait(self, headers: Mapping[str, str]) -> float:
         hinted = parse_retry_after(headers, now=time.time())
@@ -347,7 +410,7 @@ class RateBudget:
         return 1.0 / rate if rate else self.default_retry_after
 
     def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Call ``listener`` (from the observing thread) whenever :attr:`generation` changes.
+        """Call ``listener`` (from the observing thread) whenever :attr:`version` changes.
 
         Returns:
             A function that unsubscribes it.
@@ -375,6 +438,7 @@ class RateBudget:
                 tokens_level=self._tokens.level,
                 resume_at=self._resume_at if self._resume_at is not None and self._resume_at > now else None,
                 generation=self._generation,
+                pushed=self._pushed,
                 waiters=len(self._listeners),
                 outstanding=len(self._outstanding),
             )

@@ -2,11 +2,13 @@
 Prefect's global rate limits for a budget shared by several processes and machines.
 
 :func:`acquire_sync` / :func:`acquire_async` wait what the budget says before one request. They wake
-early when the budget's turns become void (a 429 arrived, or the first headers) and book again; the
-sync one sleeps in short slices so that a signal or a timeout reaches the caller promptly, the async
-one is cancellable at any point; an interrupted wait gives its turn back (:meth:`RateBudget.release`).
-Given a ``timeout`` (what is left of the job's deadline), a wait never outlasts it: when the turn would
-come later, the wait ends at the timeout, gives its turn back and raises :class:`TurnTimeout`.
+early when the budget changes: a 429 pushed every booked turn back (they wait that much longer), or
+the turns became void (the first headers, or the first reply after a 429's retry moment: they book
+again). The sync one sleeps in short slices so that a signal or a timeout reaches the caller promptly,
+the async one is cancellable at any point; an interrupted wait gives its turn back
+(:meth:`RateBudget.release`). Given a ``timeout`` (what is left of the job's deadline), a wait never
+outlasts it: when the turn would come later, the wait ends at the timeout, gives its turn back and
+raises :class:`TurnTimeout`.
 Within :func:`unpaced` (ending a job: its cancel and the reads that confirm it) requests do not wait.
 
 :func:`prefect_rate_limit_sync` / :func:`prefect_rate_limit_async` take one slot of a Prefect global
@@ -86,11 +88,11 @@ def acquire_sync(
         ```
     """
     started = time.monotonic()
-    for delay, generation in _turns(budget, tokens, _end(started, timeout)):
+    for delay, version in _turns(budget, tokens, _end(started, timeout)):
         changed = threading.Event()
         with _watching(budget, changed.set):
             until = time.monotonic() + delay
-            while budget.generation == generation and (left := until - time.monotonic()) > 0:
+            while budget.version == version and (left := until - time.monotonic()) > 0:
                 changed.wait(min(left, slice_seconds))
     return time.monotonic() - started
 
@@ -118,10 +120,10 @@ async def acquire_async(budget: RateBudget, *, tokens: int = 0, timeout: float |
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for delay, generation in _turns(budget, tokens, _end(time.monotonic(), timeout)):
+    for delay, version in _turns(budget, tokens, _end(time.monotonic(), timeout)):
         changed = asyncio.Event()
         with _watching(budget, _waker(loop, changed)):
-            if budget.generation == generation:
+            if budget.version == version:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(changed.wait(), delay)
     return loop.time() - started
@@ -132,25 +134,30 @@ def _end(now: float, timeout: float | None) -> float | None:
 
 
 def _turns(budget: RateBudget, tokens: int, end: float | None = None) -> Iterator[tuple[float, int]]:
-    """Book turns until one holds: yields ``(delay, generation)`` to wait on, without waiting itself.
+    """Book a turn and wait for it: yields ``(seconds, version)`` to wait on (a change of the budget's
+    :attr:`~RateBudget.version` ends the wait early), without waiting itself.
 
-    A turn holds once its delay has passed with the budget's generation unchanged; if the generation
-    changed meanwhile (a 429, the first headers), the turn is void and another is booked. A turn that
-    would come after ``end`` (a ``time.monotonic()`` reading) is waited for only until ``end``, then
-    given back, and :class:`TurnTimeout` raised.
+    The turn comes at the time it was given plus what a 429 has pushed every booked turn back since
+    (:attr:`~RateBudget.pushed`). If the budget voided the turns meanwhile (its
+    :attr:`~RateBudget.generation` changed), another is booked. A turn that would come after ``end`` (a
+    ``time.monotonic()`` reading) is waited for only until ``end``, then given back, and
+    :class:`TurnTimeout` raised.
     """
     while True:
-        generation = budget.generation
+        generation, pushed = budget.generation, budget.pushed
         delay = budget.delay_before(tokens=tokens)
         if delay <= 0:
             return
-        wait = delay if end is None else min(delay, max(0.0, end - time.monotonic()))
-        yield wait, generation
-        if budget.generation == generation:
-            if wait < delay:
+        turn_at = time.monotonic() + delay
+        while budget.generation == generation:
+            now = time.monotonic()
+            due = turn_at + (budget.pushed - pushed)
+            if due <= now:
+                return
+            if end is not None and end <= now:
                 budget.release()
-                raise TurnTimeout(f"no turn to send within the {wait:.2f}s left (the next was {delay:.2f}s away)")
-            return
+                raise TurnTimeout(f"no turn to send before the deadline (the next was {due - now:.2f}s away)")
+            yield (due - now if end is None else min(due, end) - now), budget.version
 
 
 @contextlib.contextmanager

@@ -71,6 +71,7 @@ class ClientBase(ClientConfig):
         except TurnTimeout as exc:
             raise self._turn_timeout(call, exc) from None
         with open_uploads(call) as uploads:
+            sent_at = self._budget.clock() if self._budget is not None else None
             try:
                 response = self._http.send(self._build(call, uploads), stream=stream)
             except httpx.HTTPError as exc:
@@ -84,7 +85,7 @@ class ClientBase(ClientConfig):
                 if budget is not None:
                     budget.release()
             else:
-                self._budget.observe(response.status_code, response.headers)
+                self._budget.observe(response.status_code, response.headers, sent_at=sent_at)
         return response
 
     def _send(self, call: Call) -> Reply:

@@ -230,6 +230,27 @@ def test_flow_retry_reuses_the_file_and_finds_the_batch(
     assert runs_emulator.request_count("POST", r"^/v1/files$") == 1
 
 
+def test_flow_retry_after_a_failed_attempt_whose_batch_was_cancelled_creates_a_new_one(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    """Attempt 1 fails while its batch runs (a poll answered 500, not retried) and its cleanup cancels the
+    batch. The retry finds that cancelled batch by its key: it must not follow it (it would only report
+    it cancelled again, and no retry could ever succeed), but create a new one, on the same file."""
+    runs_emulator.default_batch_script = BatchScript(validating_seconds=0.01, in_progress_seconds=1.0)
+    no_retries = credentials.model_copy(update={"max_retries": 0})
+    runs_emulator.add_fault(FaultRule(method="GET", path=r"^/v1/batches/batch_[^/]+$", status=500, times=1))
+
+    state = run_batch.with_options(retries=1, retry_delay_seconds=0)(
+        no_retries, bodies(2), poll_schedule=FAST, return_state=True
+    )
+
+    assert state.is_completed(), state.message
+    assert sorted(state.result().outputs) == ["request-1", "request-2"]
+    statuses = sorted(b.status for b in runs_emulator.batches())
+    assert statuses == ["cancelled", "completed"]
+    assert [f.purpose for f in runs_emulator.files()].count("batch") == 1  # the file was reused
+
+
 def test_events_and_a_progress_artifact_of_the_requests_done(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials, asserting_events_worker: Any
 ) -> None:

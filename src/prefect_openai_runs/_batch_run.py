@@ -18,6 +18,8 @@ from pathlib import Path
 
 from prefect_openai_runs._intents import find_intent
 from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
+from prefect_openai_runs._lifecycle._batch_kind import BATCH
+from prefect_openai_runs._lifecycle._kinds import worth_reattaching
 from prefect_openai_runs._lifecycle._sync._backend import sleep
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
 from prefect_openai_runs._lifecycle._sync._driver import start_job
@@ -108,15 +110,22 @@ def input_file_for(client: BatchesClient, path: str | os.PathLike[str], key: str
 
 def start_batch(client: BatchesClient, params: CreateBatchParams, key: str, hooks: BatchHooks) -> Batch:
     """Create the batch keyed ``key``, or find the one an earlier attempt created (its intent was
-    recorded), recording the intent first and the batch at once."""
+    recorded), recording the intent first and the batch at once.
+
+    An earlier attempt's batch is followed only while it can still complete (or has): one that was
+    cancelled (by that attempt's cleanup, typically), failed or expired is left as it is and a new one
+    is created with the same key (the look-up returns the newest), or no retry could ever succeed.
+    """
     api = BatchesApi(client)
     spec = BatchSpec(params, key)
     if find_intent(key) is not None:
         found = api.recover(spec)
-        if found is not None:
+        if found is not None and worth_reattaching(BATCH, found):
             get_logger().info("Found batch %s, created by an earlier attempt: following it", found.id)
             hooks.created(found)
             return found
+        if found is not None:
+            get_logger().info("Batch %s of an earlier attempt is %s: creating a new one", found.id, found.status)
     batch, _ = start_job(api, spec, key=key, parent_id=params.input_file_id, stream=False, hooks=hooks)
     return batch
 

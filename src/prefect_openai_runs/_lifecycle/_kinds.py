@@ -69,6 +69,13 @@ class JobKind(Protocol[J]):
         """The exception for a job that ended without completing (``None`` once completed)."""
 
 
+def worth_reattaching(kind: JobKind[J], job: J) -> bool:
+    """Whether a job an earlier attempt created should be followed by a retry: completed, or still able
+    to complete. One cancelled or being cancelled (by that attempt's cleanup, typically), failed or
+    expired is left as it is, and the retry creates another (or no retry could ever succeed)."""
+    return kind.is_completed(job) or not (kind.is_terminal(job) or kind.is_cancelling(job))
+
+
 _KIND_BY_OBJECT = {"thread.run": "run", "response": "response", "batch": "batch"}
 
 

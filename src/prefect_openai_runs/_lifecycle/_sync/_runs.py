@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from prefect_openai_runs import _deadline
 from prefect_openai_runs._lifecycle._sync._backend import Reader
-from prefect_openai_runs._lifecycle._kinds import JobRef
+from prefect_openai_runs._lifecycle._kinds import JobRef, worth_reattaching
 from prefect_openai_runs._lifecycle._run_kind import RUN, RunKind
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.client import RunsClient
@@ -35,7 +35,7 @@ class RunSpec:
         params: The create-run parameters.
         key: The idempotency key (derived from the logical call, so a Prefect retry finds its run).
         reattach: An earlier attempt of the same call recorded its intent: a run it created with this
-            key, still active or completed, is followed instead of creating another.
+            key, completed or still able to complete, is followed instead of creating another.
     """
 
     thread_id: str
@@ -65,12 +65,12 @@ class RunsApi:
         With ``stream``, the events are read up to the first run event (never past the current
         deadline), and the rest of the stream is returned. If the stream fails or ends before that, the
         run is looked up by its key (the request may have created it) and, only if it does not exist,
-        created without streaming. With ``spec.reattach``, a run an earlier attempt created (still active,
-        or completed) is looked up first and returned instead.
+        created without streaming. With ``spec.reattach``, a run an earlier attempt created (still able to
+        complete, or completed: see :func:`worth_reattaching`) is looked up first and returned instead.
         """
         if spec.reattach:
             earlier = self.client.find_run(spec.thread_id, spec.key)
-            if earlier is not None and (not RUN.is_terminal(earlier) or RUN.is_completed(earlier)):
+            if earlier is not None and worth_reattaching(RUN, earlier):
                 get_logger().info("Re-attaching to %s, created by an earlier attempt", RUN.ref(earlier).describe())
                 return earlier, None
         if stream:

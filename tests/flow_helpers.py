@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.client.schemas.objects import Artifact
 
 from emulator_helpers import wait_for
-from prefect_openai_runs._recording import artifact_key
+from prefect_openai_runs._recording import artifact_key, flush
 from prefect_openai_runs.testing import RunsEmulator
 
 
@@ -24,7 +24,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 
 
 def run_artifacts(run_id: str) -> list[Artifact]:
-    """Every version of a run's artifact, oldest first."""
+    """Every version of a run's artifact, oldest first, once this process' writes are on the server.
+
+    The records go through a background writer; the tasks wait for it a bounded time (5 s), which a
+    loaded CI machine's Prefect server can outlast. Tests that check that bound assert on ``flush``.
+    """
+    flush(30)  # at once when nothing is pending; what is still pending after it shows as a missing record
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(run_id)]))

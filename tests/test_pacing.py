@@ -4,6 +4,7 @@ of :mod:`prefect_openai_runs.client._throttle` (real time, short)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -309,7 +310,7 @@ async def test_waiters_pushed_back_by_a_429_keep_their_order_and_spacing() -> No
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert [n for n, _ in done] == [0, 1, 2, 3, 4]
     assert done[0][1] >= 0.38  # not before the retry moment
-    gaps = [b - a for (_, a), (_, b) in zip(done, done[1:])]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(done)]
     assert all(0.05 <= gap <= 0.3 for gap in gaps), gaps  # still one turn apart, not a burst
 
 

@@ -7,7 +7,7 @@ last run created within 5 s. The runs are short (0.5 s) so the follow-up does no
 time. Also shown: the CPU seconds of the temporary Prefect server (a child process) during the flow,
 per thousand runs, and the 1-minute load average before and after (the machine may be shared).
 
-Run it alone: ``python bench/_w4.py [--runs N] [--json PATH]`` (N=1000 by default).
+Run it alone: ``python bench/_w4.py [--runs N] [--concurrency C] [--json PATH]`` (N=1000 by default).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ RUN_SECONDS = 0.5
 TARGET_SECONDS = 5.0
 
 
-def measure(n: int) -> dict[str, Any]:
+def measure(n: int, concurrency: int | None = None) -> dict[str, Any]:
     """Run the fan-out flow on ``n`` prompts; read the runs' creation times from the emulator."""
     from prefect.testing.utilities import prefect_test_harness
 
@@ -43,13 +43,17 @@ def measure(n: int) -> dict[str, Any]:
             load_before = os.getloadavg()[0]
             server_cpu0 = _children_cpu()
             started = time.time()
-            runs = run_assistant_fan_out(credentials, emu.default_assistant_id, prompts, max_wait_seconds=600)
+            options = {} if concurrency is None else {"concurrency": concurrency}
+            runs = run_assistant_fan_out(
+                credentials, emu.default_assistant_id, prompts, max_wait_seconds=600, **options
+            )
             ended = time.time()
             server_cpu = _children_cpu() - server_cpu0
             load_after = os.getloadavg()[0]
         created = sorted(r.created_at_precise for r in emu.runs())
     return {
         "runs": n,
+        "concurrency": concurrency,
         "completed": sum(1 for r in runs if r.status == "completed"),
         "runs_on_server": len(created),
         "first_created": created[0] - started,
@@ -83,12 +87,13 @@ def table(row: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python bench/_w4.py [--runs N] [--json PATH]``."""
+    """``python bench/_w4.py [--runs N] [--concurrency C] [--json PATH]``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=None, help="creates in flight (default: the flow's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    row = measure(args.runs)
+    row = measure(args.runs, args.concurrency)
     print(table(row))
     if args.json is not None:
         args.json.write_text(json.dumps(row, indent=2))

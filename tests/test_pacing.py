@@ -340,3 +340,29 @@ def test_requests_on_their_way_when_a_429_comes_do_not_count_against_what_it_say
 def test_the_reserve_is_at_most_a_quarter_second_of_refill() -> None:
     budget, _ = informed(6000, 0, "60s", reserve_fraction=0.05)  # a bucket of 6,000, empty; 100 a second
     assert budget.delay_before() == pytest.approx((25 + 1) / 100)  # not (300 + 1) / 100: 3 s for 5% of a minute
+
+
+def test_turns_voided_by_a_believed_reading_are_not_counted_twice() -> None:
+    budget, clock = informed(60, 59, "0s")  # one a second
+    budget.delay_before()
+    budget.observe(429, {**limits(60, 50, "0s"), "retry-after-ms": "500"})
+    assert min(budget.delay_before() for _ in range(100)) > 0  # 100 turns booked ahead, one a second
+    clock.now += 0.6
+    budget.observe(200, limits(60, 58, "0s"), sent_at=clock.now)  # the first reply after the retry moment
+    # The 100 waiters book again: the 58 the server has go at once (they were counted in the reading's
+    # level once, as turns still to come; booking again must not count them a second time).
+    assert sum(budget.delay_before() == 0.0 for _ in range(100)) == 58
+
+
+async def test_without_a_known_rate_a_later_429_holds_back_the_waiters_too() -> None:
+    budget = RateBudget()
+    budget.delay_before()
+    budget.observe(200, {"x-ratelimit-remaining-requests": "5"})  # Azure's style: no limit, no reset
+    budget.observe(429, {"retry-after-ms": "200"})
+    started = time.monotonic()
+    waiter = asyncio.ensure_future(acquire_async(budget))
+    while budget.state().waiters == 0:
+        await asyncio.sleep(0.001)
+    budget.observe(429, {"retry-after-ms": "600"})  # another request's 429: a later retry moment
+    await asyncio.wait_for(waiter, 5)
+    assert time.monotonic() - started >= 0.55

@@ -308,7 +308,8 @@ class RateBudget:
         """Book a turn for one request and return the seconds to wait before sending it.
 
         Call once per request (each call books a turn). If :attr:`generation` changes while waiting,
-        the turn is void: call again; if :attr:`pushed` grows, the turn comes that much later.
+        the turn is void: call again; if :attr:`pushed` grows, the turn comes that much later (a waiter
+        reads both with the delay, at once: :meth:`book`).
 
         Args:
             now: The clock reading (default: the budget's clock).
@@ -317,21 +318,26 @@ class RateBudget:
         Returns:
             Seconds to wait; 0 to send at once.
         """
+        return self.book(now, tokens=tokens)[0]
+
+    def book(self, now: float | None = None, *, tokens: int = 0) -> tuple[float, int, float]:
+        """Book a turn like :meth:`delay_before`; returns its delay with the :attr:`generation` and
+        :attr:`pushed` it was booked under, read together (a waiter compares them as it waits)."""
         now = self.clock() if now is None else now
         with self._lock:
             if not self._observed:
                 if self._probe_at is None:
                     self._probe_at = now
-                    return 0.0
+                    return 0.0, self._generation, self._pushed
                 if now < self._probe_at + self.probe_timeout:
-                    return self._probe_at + self.probe_timeout - now
+                    return self._probe_at + self.probe_timeout - now, self._generation, self._pushed
             delay = max(0.0, self._resume_at - now) if self._resume_at is not None else 0.0
             pending = self._pending(now)
             delay = max(delay, self._requests.book(1, now, self.reserve_fraction, pending, self.reserve_seconds))
             delay = max(delay, self._tokens.book(tokens, now, self.reserve_fraction, 0, self.reserve_seconds))
             if self._requests.known:
                 self._outstanding.append(now + delay)
-            return delay
+            return delay, self._generation, self._pushed
 
     def release(self) -> None:
         """Say that one booked turn will get no response to observe (the request failed to send or was
@@ -385,8 +391,13 @@ class RateBudget:
                     self._outstanding = [at + push if at > now else at for at in self._outstanding]
                     self._pushed += push
                 self._requests.refuse(wait, now, push)
-            if void:  # the turns booked ahead are void: their waiters book again
+                # Without a known rate no turn is booked ahead to push: the waiters (held by the retry
+                # moment alone) book again, to wait for this later one.
+                void = void or not self._requests.known
+            if void:  # the turns booked ahead are void: their waiters book again, taking them anew
+                voided = sum(1 for at in self._outstanding if at > now)
                 self._outstanding = [at for at in self._outstanding if at <= now]
+                self._requests.level += voided  # counted in the reading's level: not twice
                 self._generation += 1
             if changed:
                 self._version += 1

@@ -144,12 +144,14 @@ def _turns(budget: RateBudget, tokens: int, end: float | None = None) -> Iterato
     :class:`TurnTimeout` raised.
     """
     while True:
-        generation, pushed = budget.generation, budget.pushed
-        delay = budget.delay_before(tokens=tokens)
+        delay, generation, pushed = budget.book(tokens=tokens)
         if delay <= 0:
             return
         turn_at = time.monotonic() + delay
-        while budget.generation == generation:
+        while True:
+            version = budget.version  # first: a change after it wakes the wait at once
+            if budget.generation != generation:
+                break
             now = time.monotonic()
             due = turn_at + (budget.pushed - pushed)
             if due <= now:
@@ -157,7 +159,7 @@ def _turns(budget: RateBudget, tokens: int, end: float | None = None) -> Iterato
             if end is not None and end <= now:
                 budget.release()
                 raise TurnTimeout(f"no turn to send before the deadline (the next was {due - now:.2f}s away)")
-            yield (due - now if end is None else min(due, end) - now), budget.version
+            yield (due - now if end is None else min(due, end) - now), version
 
 
 @contextlib.contextmanager

@@ -120,11 +120,11 @@ def start_batch(client: BatchesClient, params: CreateBatchParams, key: str, hook
     spec = BatchSpec(params, key)
     if find_intent(key) is not None:
         found = api.recover(spec)
-        if found is not None and worth_reattaching(BATCH, found):
-            get_logger().info("Found batch %s, created by an earlier attempt: following it", found.id)
-            hooks.created(found)
-            return found
         if found is not None:
+            if worth_reattaching(BATCH, found):
+                get_logger().info("Found batch %s, created by an earlier attempt: following it", found.id)
+                hooks.created(found)
+                return found
             get_logger().info("Batch %s of an earlier attempt is %s: creating a new one", found.id, found.status)
     batch, _ = start_job(api, spec, key=key, parent_id=params.input_file_id, stream=False, hooks=hooks)
     return batch

@@ -150,9 +150,10 @@ class PrefectWriter:
         hundreds of records wait as long as the server keeps taking them, not when it stops). When some
         could not be written, they are logged (they stay queued and are retried).
         """
-        deadline = time.monotonic() + max(0.0, timeout)
+        started = time.monotonic()
+        deadline = started + max(0.0, timeout)
         with self._cond:
-            written, progress_at = self.stats.written, time.monotonic()
+            written, progress_at = self.stats.written, started
             while self._pending or self._busy:
                 now = time.monotonic()
                 if self.stats.written != written:
@@ -165,7 +166,7 @@ class PrefectWriter:
                     _logger.warning(
                         "%d write(s) to the Prefect API still pending after %.1fs (retried in the background): %s",
                         len(waiting) + len(self._busy),
-                        now - (deadline - max(0.0, timeout)),
+                        now - started,
                         "; ".join(waiting[:10]) + (" ..." if len(waiting) > 10 else ""),
                     )
                     return False

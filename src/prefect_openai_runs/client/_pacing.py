@@ -180,7 +180,7 @@ class _Estimate:
         self.at = now
 
     def book(
-        self, amount: float, now: float, reserve_fraction: float, outstanding: int = 0, reserve_seconds: float = 0.25
+        self, amount: float, now: float, reserve_fraction: float, reserve_seconds: float, outstanding: int = 0
     ) -> float:
         """Take ``amount`` at ``now``; seconds until the estimate says it may go.
 
@@ -333,8 +333,8 @@ class RateBudget:
                     return self._probe_at + self.probe_timeout - now, self._generation, self._pushed
             delay = max(0.0, self._resume_at - now) if self._resume_at is not None else 0.0
             pending = self._pending(now)
-            delay = max(delay, self._requests.book(1, now, self.reserve_fraction, pending, self.reserve_seconds))
-            delay = max(delay, self._tokens.book(tokens, now, self.reserve_fraction, 0, self.reserve_seconds))
+            delay = max(delay, self._requests.book(1, now, self.reserve_fraction, self.reserve_seconds, pending))
+            delay = max(delay, self._tokens.book(tokens, now, self.reserve_fraction, self.reserve_seconds))
             if self._requests.known:
                 self._outstanding.append(now + delay)
             return delay, self._generation, self._pushed
@@ -374,9 +374,10 @@ class RateBudget:
             trust = status != 429 and self._after_refusal(sent_at)
             void = not self._observed
             self._observed = True
+            ahead = [at for at in self._outstanding if at > now]  # turns booked and still to come
             # A 429's reading: the requests on their way will be refused too (a refusal spends nothing), so
             # only the turns still to come count against what it says is left.
-            coming = self._pending(now) if status != 429 else sum(1 for at in self._outstanding if at > now)
+            coming = self._pending(now) if status != 429 else len(ahead)
             void = self._requests.learn(requests, now, coming, trust) or void
             self._tokens.learn(tokens, now, trust=trust)
             changed = void
@@ -385,7 +386,6 @@ class RateBudget:
                 wait = self._retry_wait(lowered)
                 self._resume_at = max(self._resume_at or 0.0, now + wait)
                 self._refused_until = self._resume_at
-                ahead = [at for at in self._outstanding if at > now]
                 push = max(0.0, now + wait - min(ahead)) if ahead and not void else 0.0
                 if push:  # every turn booked ahead moves back together, the first to the retry moment
                     self._outstanding = [at + push if at > now else at for at in self._outstanding]
@@ -395,9 +395,8 @@ class RateBudget:
                 # moment alone) book again, to wait for this later one.
                 void = void or not self._requests.known
             if void:  # the turns booked ahead are void: their waiters book again, taking them anew
-                voided = sum(1 for at in self._outstanding if at > now)
                 self._outstanding = [at for at in self._outstanding if at <= now]
-                self._requests.level += voided  # counted in the reading's level: not twice
+                self._requests.level += len(ahead)  # counted in the reading's level: not twice
                 self._generation += 1
             if changed:
                 self._version += 1

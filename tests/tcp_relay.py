@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 
 class TcpRelay:
@@ -17,6 +18,10 @@ class TcpRelay:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._holes: list[bytes] = []
+        self._delays: dict[bytes, float] = {}
+        self.swallowed = 0
+        """How many connections :meth:`black_hole` has swallowed so far."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
@@ -44,6 +49,31 @@ class TcpRelay:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def black_hole(self, marker: bytes) -> None:
+        """Swallow the next connection whose client sends ``marker`` (a request line, say): from that chunk
+        on, nothing it sends is forwarded and nothing comes back, while the connection stays open (a
+        server stuck on one request). Later connections, and this one's earlier requests, pass."""
+        with self._lock:
+            self._holes.append(marker)
+
+    def delay(self, marker: bytes, seconds: float) -> None:
+        """From now on, forward every chunk holding ``marker`` only ``seconds`` later (a slow server)."""
+        with self._lock:
+            self._delays[marker] = seconds
+
+    def _delay_of(self, chunk: bytes) -> float:
+        with self._lock:
+            return max((s for m, s in self._delays.items() if m in chunk), default=0.0)
+
+    def _swallows(self, chunk: bytes) -> bool:
+        with self._lock:
+            for marker in self._holes:
+                if marker in chunk:
+                    self._holes.remove(marker)
+                    self.swallowed += 1
+                    return True
+        return False
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -62,13 +92,20 @@ class TcpRelay:
                     upstream.close()
                     return
                 self._open |= {client, upstream}
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True, name="tcp-relay").start()
+            for source, sink, inspect in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, inspect), daemon=True, name="tcp-relay"
+                ).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, inspect: bool) -> None:
         with contextlib.suppress(OSError):
             while chunk := source.recv(65536):
+                if inspect and self._swallows(chunk):
+                    while source.recv(65536):  # held open, answered never
+                        pass
+                    return
+                if inspect:
+                    time.sleep(self._delay_of(chunk))
                 sink.sendall(chunk)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)

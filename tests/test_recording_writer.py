@@ -152,6 +152,48 @@ def test_a_stopped_prefect_server_blocks_nothing_and_gets_every_record_once_back
         EventsWorker.drain_all(timeout=30)  # no worker stays bound to the relay's URL
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_a_request_the_server_never_answers_is_given_up_after_the_writers_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every attempt is bounded by the writer's timeout. A first attempt through the flow run's own client
+    was not (Prefect's request timeout, a minute): one request a loaded server never answered kept a
+    card's write busy past a task's flush."""
+    monkeypatch.setattr(get_writer(), "timeout", 1.0)
+    api = httpx.URL(str(PREFECT_API_URL.value()))
+    relay = TcpRelay((api.host, api.port or 80))
+    relay.up()  # left up after the test: Prefect's log and event workers for its URL may still send
+    with temporary_settings({PREFECT_API_URL: str(api.copy_with(port=relay.port))}):
+
+        @flow
+        def pipeline() -> None:
+            relay.black_hole(b"GET /api/hello")
+            get_writer().submit("test-unanswered-request", lambda client: client.hello(), "a hello")
+
+        pipeline()
+        started = time.monotonic()
+        assert flush(15), "the write waited on a request the server never answers"
+        assert relay.swallowed == 1
+        assert time.monotonic() - started < 10
+        EventsWorker.drain_all(timeout=30)  # no worker stays bound to the relay's URL
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_server_slower_than_the_first_timeout_still_gets_the_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded server answering later than the first attempt's timeout: each attempt in a row waits twice
+    as long, so the write gets through instead of timing out forever."""
+    monkeypatch.setattr(get_writer(), "timeout", 0.4)
+    api = httpx.URL(str(PREFECT_API_URL.value()))
+    relay = TcpRelay((api.host, api.port or 80))
+    relay.up()
+    relay.delay(b"GET /api/hello", 1.2)  # answered 1.2 s late: attempts of 0.4 and 0.8 s time out, 1.6 s does not
+    failures = get_writer().stats.failures
+    with temporary_settings({PREFECT_API_URL: str(api.copy_with(port=relay.port))}):
+        get_writer().submit("test-slow-request", lambda client: client.hello(), "a hello")
+        assert flush(20), "every attempt timed out"
+    assert get_writer().stats.failures - failures == 2
+
+
 def _cards(client: SyncPrefectClient, flow_run_id: UUID) -> dict[str, str]:
     found = client.read_artifacts(
         artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))

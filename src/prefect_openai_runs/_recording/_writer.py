@@ -6,9 +6,10 @@ connection retries, and the deadline passed unnoticed. So every artifact write a
 goes through :func:`submit`, which only queues it (a few microseconds) for a few daemon threads:
 
 - writes to the same *slot* (one artifact, one progress bar) are coalesced: only the latest is written;
-- each attempt uses a short timeout; a write that fails is logged locally at once (with the job's
-  kind, ids and status: what it says is then in the process's own logs) and retried with a growing
-  backoff until the server answers again;
+- a first attempt uses a short timeout, doubled at each failure in a row (one stuck request holds a
+  write up for seconds, a server slow under load still gets it done); a write that fails is logged
+  locally at once (with the job's kind, ids and status: what it says is then in the process's own
+  logs) and retried with a growing backoff until the server answers again;
 - what waits is bounded: past ``max_pending``, the oldest progress updates are dropped first, never
   the records of a job (created, final);
 - :func:`flush` waits, for a bounded time, until everything submitted is written (tasks call it before
@@ -31,13 +32,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.context import SettingsContext, SyncClientContext, get_settings_context
+from prefect.context import SettingsContext, get_settings_context
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
 
 from prefect_openai_runs._logging import LIBRARY_LOGGER_NAME
 
 WRITE_TIMEOUT_SECONDS = 5.0
-"""The timeout of one attempt to write."""
+"""The timeout of a first attempt to write; doubled at each failure in a row, up to a minute."""
+LONGEST_WRITE_TIMEOUT_SECONDS = 60.0
+"""The longest timeout of one attempt (Prefect's own request timeout): a server slow under load still
+gets its writes done, one stuck request holds a write up only for the first timeout."""
 EXIT_FLUSH_SECONDS = 5.0
 """How long the interpreter's exit waits for pending writes."""
 
@@ -79,7 +83,8 @@ class PrefectWriter:
     Attributes:
         workers: How many writes may be in flight at once.
         max_pending: The backlog's bound for progress updates (job records are never dropped).
-        timeout: The timeout of one attempt, in seconds.
+        timeout: The timeout of a first attempt, in seconds, doubled at each failure in a row (up to
+            ``LONGEST_WRITE_TIMEOUT_SECONDS``).
         first_backoff: The wait after a first failure, doubled at each failure in a row.
         max_backoff: The longest wait between attempts while the server does not answer.
     """
@@ -97,6 +102,7 @@ class PrefectWriter:
         self._busy: set[str] = set()
         self._backoff = 0.0
         self._resume_at = 0.0
+        self._failures_in_row = 0
         self._local = threading.local()
         self._threads = [
             threading.Thread(target=self._work, name=f"prefect-openai-runs-writer-{n}", daemon=True)
@@ -203,37 +209,32 @@ class PrefectWriter:
             slot, write = self._take()
             write.attempts += 1
             try:
-                write.context.run(self._perform, write.perform, write.attempts == 1)
+                write.context.run(self._perform, write.perform)
             except Exception as exc:
                 self._failed(slot, write, exc)
             else:
                 self._written(slot, write)
 
-    def _perform(self, perform: Perform, first_attempt: bool) -> None:
-        """One attempt, in the submitter's settings but without the Prefect client's own retries.
+    def _perform(self, perform: Perform) -> None:
+        """One attempt, in the submitter's settings but on the writer's own client: bounded by the writer's
+        timeout, without the Prefect client's own retries.
 
         Those retries (up to a minute of exponential waits on a lost connection) would hide from the
-        writer that the server does not answer; the writer retries by itself, with its own backoff.
-        A first attempt uses the submitter's client when it has one (a flow or task run's: its
-        connection is open, so a job's record is on the server within milliseconds of its creation).
-        Otherwise each worker thread keeps one client per API, dropped after a failure.
+        writer that the server does not answer; the writer retries by itself, with its own backoff. The
+        submitter's client (a flow or task run's) is not used: its requests wait up to Prefect's request
+        timeout (a minute), so one request a loaded server never answered kept a record busy that long.
+        Each worker thread keeps one client per API, its connection open, dropped after a failure.
         """
         current = get_settings_context()
         settings = current.settings
         no_retries = settings.model_copy(update={"client": settings.client.model_copy(update={"max_retries": 0})})
         with SettingsContext(profile=current.profile, settings=no_retries):
-            submitters = SyncClientContext.get()
-            if first_attempt and submitters is not None and submitters.client is not None:
-                try:
-                    perform(submitters.client)
-                    return
-                except RuntimeError:  # that client was closed meanwhile (its run ended): use our own
-                    pass
             clients: dict[tuple[object, ...], SyncPrefectClient] = self._local.__dict__.setdefault("clients", {})
             api = (PREFECT_API_URL.value(), PREFECT_API_KEY.value(), PREFECT_API_AUTH_STRING.value())
             client = clients.get(api)
             if client is None:
-                client = get_client(sync_client=True, httpx_settings={"timeout": self.timeout})
+                timeout = min(LONGEST_WRITE_TIMEOUT_SECONDS, self.timeout * 2 ** min(self._failures_in_row, 8))
+                client = get_client(sync_client=True, httpx_settings={"timeout": timeout})
                 client.__enter__()
                 clients[api] = client
             try:
@@ -254,6 +255,7 @@ class PrefectWriter:
         with self._cond:
             self.stats.written += 1
             self._busy.discard(slot)
+            self._failures_in_row = 0
             self._backoff = 0.0
             self._resume_at = 0.0
             self._cond.notify_all()
@@ -271,6 +273,7 @@ class PrefectWriter:
         )
         with self._cond:
             self.stats.failures += 1
+            self._failures_in_row += 1
             self._busy.discard(slot)
             newer = self._pending.get(slot)
             if newer is None:

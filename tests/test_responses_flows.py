@@ -151,7 +151,8 @@ def test_a_response_that_completed_before_the_cancel_is_reported_completed(
 def test_a_response_seen_cancelled_is_read_again_and_its_completion_reported(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials
 ) -> None:
-    runs_emulator.add_response_script(ResponseScript(in_progress_seconds=0.5, ignore_cancel=True, output_text="anyway"))
+    # it completes after the cancel at 0.3 s (with room for a slow create) and before the read again 1 s later
+    runs_emulator.add_response_script(ResponseScript(in_progress_seconds=0.9, ignore_cancel=True, output_text="anyway"))
 
     with pytest.raises(JobTimedOut) as caught:
         run_response(credentials, "gpt-5", "hi", max_wait_seconds=0.3)

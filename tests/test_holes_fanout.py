@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prefect import flow
 
+from emulator_helpers import fault_statuses, wait_for
 from flow_helpers import assert_nothing_active
 from prefect_openai_runs import OpenAICredentials, RunStatus
 from prefect_openai_runs._recording import flush
@@ -26,11 +27,11 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 CREATE = r"^/v1/threads/[^/]+/runs$"
 
 
-def _seed_failing_only_the_third(probability: float = 0.5) -> int:
-    """A seed whose draws spare the first two matching requests and hit the third."""
+def _seed_hitting_only(nth: int, probability: float = 0.5) -> int:
+    """A seed whose draws spare the matching requests before the ``nth`` and hit the ``nth``."""
     for seed in range(1000):
         draws = random.Random(seed)
-        if [draws.random() < probability for _ in range(3)] == [False, False, True]:
+        if [draws.random() < probability for _ in range(nth)] == [False] * (nth - 1) + [True]:
             return seed
     raise AssertionError("no seed found")
 
@@ -47,7 +48,7 @@ def test_a_failing_create_cancels_the_runs_already_created(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials, fault: FaultRule, error: type[Exception]
 ) -> None:
     runs_emulator.add_script(RunScript(in_progress_seconds=60))
-    seed = _seed_failing_only_the_third()
+    seed = _seed_hitting_only(3)
     runs_emulator.add_fault(
         FaultRule(method="POST", path=CREATE, status=fault.status, headers=fault.headers, probability=0.5, seed=seed)
     )
@@ -59,6 +60,30 @@ def test_a_failing_create_cancels_the_runs_already_created(
 
     records = runs_emulator.runs()
     assert len(records) == 2  # the third create failed; none was started after it
+    assert [r.status for r in records] == ["cancelled", "cancelled"]
+    assert_nothing_active(runs_emulator)
+
+
+def test_an_interrupted_fan_out_also_cancels_the_run_whose_create_was_in_flight(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    """The flow's timeout strikes while the second create hangs: that create goes on in Prefect's event
+    loop and makes its run after the task has cancelled the first (it was left in progress)."""
+    runs_emulator.add_script(RunScript(in_progress_seconds=60))
+    runs_emulator.add_fault(
+        FaultRule(method="POST", path=CREATE, kind="hang", hang_seconds=3, probability=0.5, seed=_seed_hitting_only(2))
+    )
+
+    @flow(timeout_seconds=1.5)
+    def pipeline() -> None:
+        create_threads_and_runs(credentials, runs_emulator.default_assistant_id, ["a", "b", "c", "d"], concurrency=1)
+
+    with pytest.raises(TimeoutError):
+        pipeline()
+    wait_for(lambda: fault_statuses(runs_emulator, "hang"), timeout=10)  # the hung create has ended
+
+    records = runs_emulator.runs()
+    assert len(records) == 2  # the second create was the last to start
     assert [r.status for r in records] == ["cancelled", "cancelled"]
     assert_nothing_active(runs_emulator)
 

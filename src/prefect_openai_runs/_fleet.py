@@ -25,12 +25,12 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.states import Cancelling, Crashed
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs._intents import recorded_intents
 from prefect_openai_runs._lifecycle._keys import derived_key
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import current_flow_run_id
+from prefect_openai_runs._run_sync import run_coroutine
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.models import Run
 
@@ -183,7 +183,7 @@ def collect(credentials: OpenAICredentials | str, chunks: list[Chunk]) -> list[R
         async with creds.get_async_client() as client:
             return list(await asyncio.gather(*(client.find_run(threads[key], key) for key in keys)))
 
-    found: list[Run | None] = run_coro_as_sync(find_all()) or []
+    found: list[Run | None] = run_coroutine(find_all()) or []
     runs = [run for run in found if run is not None]
     if len(runs) != len(keys):
         raise RuntimeError(f"{len(keys) - len(runs)} prompt(s) have no run on their thread")

@@ -17,7 +17,6 @@ from typing import Any
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs._lifecycle._async._responses import AsyncResponsesApi
 from prefect_openai_runs._lifecycle._fanout import FanOut, follow_many
@@ -37,6 +36,7 @@ from prefect_openai_runs._lifecycle._sync._driver import end_job, start_job, wai
 from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, ResponseSpec
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import ArtifactExtras
+from prefect_openai_runs._run_sync import run_coroutine
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import ResponsesClient
 from prefect_openai_runs.client._async.responses import response_params
@@ -298,7 +298,7 @@ def wait_for_responses(
             )
 
     try:
-        fan: FanOut[Response] | None = run_coro_as_sync(follow_all())
+        fan: FanOut[Response] | None = run_coroutine(follow_all())
     except BaseException as exc:
         interrupted.set()
         cancel_jobs(creds, [JobRef(RESPONSE.name, i) for i in ids], cancel_reason(exc), cancel_wait_seconds)

@@ -35,7 +35,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs._intents import Intent, recorded_intents
 from prefect_openai_runs._lifecycle._async._batches import AsyncBatchesApi
@@ -54,6 +53,7 @@ from prefect_openai_runs._lifecycle._response_kind import RESPONSE
 from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs._logging import get_logger, logging_to_flow_run
 from prefect_openai_runs._recording import JobView, RunRef, current_flow_run_id, registered_jobs, run_view
+from prefect_openai_runs._run_sync import run_coroutine
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.exceptions import NotFoundError, OpenAIRunsError
 from prefect_openai_runs.models import Run
@@ -176,7 +176,7 @@ def cancel_jobs(
         return pairs
 
     results: list[CancelResult[Any]] = []
-    ended: list[tuple[JobRef, Ending[Any] | BaseException]] = run_coro_as_sync(end_all()) or []
+    ended: list[tuple[JobRef, Ending[Any] | BaseException]] = run_coroutine(end_all()) or []
     for ref, outcome in ended:
         if isinstance(outcome, NotFoundError):
             get_logger().warning("OpenAI %s no longer exists (%s): %s", ref.describe(), reason, outcome)

@@ -18,7 +18,6 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_openai_runs._create_many import create_runs
 from prefect_openai_runs._intents import Intent, find_intent, find_intents
@@ -39,6 +38,7 @@ from prefect_openai_runs._lifecycle._sync._driver import end_job, start_job, wai
 from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import RunRef, run_view, write_fan_out_summary
+from prefect_openai_runs._run_sync import run_coroutine
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import RunsClient
 from prefect_openai_runs.client._operations import with_idempotency_key
@@ -56,6 +56,9 @@ from prefect_openai_runs.models import (
 Credentials = OpenAICredentials | str
 DEFAULT_CREATE_CONCURRENCY = 50
 """How many creates :func:`create_threads_and_runs` keeps in flight at once."""
+IN_FLIGHT_CREATES_WAIT_SECONDS = 15.0
+"""How long an interrupted :func:`create_threads_and_runs` waits for its creates in flight to end, so that
+the runs they make are cancelled with the others."""
 MessageInput = str | Mapping[str, Any]
 
 
@@ -231,14 +234,27 @@ def create_threads_and_runs(
     created: list[Run] = []
     stopped = threading.Event()
 
+    finished = threading.Event()
+
     async def create_all() -> list[Run]:
-        async with creds.get_async_client() as client, get_client() as prefect:
-            return await create_runs(client, prefect, params, keys, concurrency, created, stopped, earlier)
+        try:
+            async with creds.get_async_client() as client, get_client() as prefect:
+                return await create_runs(client, prefect, params, keys, concurrency, created, stopped, earlier)
+        finally:
+            finished.set()
 
     try:
-        return run_coro_as_sync(create_all()) or []
+        return run_coroutine(create_all()) or []
     except BaseException as exc:
         stopped.set()
+        # Interrupted (a flow timeout, a signal), the creates go on in Prefect's event loop: the ones in
+        # flight may still make runs. Wait for them, bounded, so that those runs are cancelled too.
+        if not finished.wait(IN_FLIGHT_CREATES_WAIT_SECONDS):
+            get_logger().warning(
+                "Creates still in flight after %gs: a run they make is found by its recorded intent "
+                "(guard hooks, cancel_orphaned_runs)",
+                IN_FLIGHT_CREATES_WAIT_SECONDS,
+            )
         if created:
             reason = f"{cancel_reason(exc)} (while creating {len(params)} runs)"
             get_logger().warning("Cancelling the %d run(s) created before the failure: %s", len(created), reason)
@@ -461,7 +477,7 @@ def wait_for_runs(
             )
 
     try:
-        fan: FanOut[Run] | None = run_coro_as_sync(follow_all())
+        fan: FanOut[Run] | None = run_coroutine(follow_all())
     except BaseException as exc:
         # A signal or a flow timeout lands here, not in the loop that follows the runs (which may go on,
         # on its own thread): cancel them all and record why, with nothing from that loop written after.

@@ -130,6 +130,31 @@ def test_a_hung_create_ends_at_the_deadline(
     assert_nothing_active(runs_emulator)
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        FaultRule(method="POST", path=r"^/v1/threads$", kind="hang", hang_seconds=15, times=1),
+        FaultRule(method="POST", path=r"^/v1/threads$", status=429, headers={"retry-after": "8"}, times=1),
+    ],
+    ids=["hung", "retry-after"],
+)
+def test_the_thread_create_is_under_the_deadline_too(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, fault: FaultRule
+) -> None:
+    """``run_assistant`` creates its thread first: that request and its retries count against the same
+    ``max_wait_seconds`` (a hung one held the flow 15 s past a 2 s deadline, then ran the assistant)."""
+    runs_emulator.add_script(LONG)
+    runs_emulator.add_fault(fault)
+    started = time.monotonic()
+
+    with pytest.raises(OpenAIRunsError):
+        run_assistant(credentials, runs_emulator.default_assistant_id, messages=["hi"], max_wait_seconds=DEADLINE)
+
+    elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE + SLACK, f"ended after {elapsed:.1f}s with a {DEADLINE}s deadline"
+    assert_nothing_active(runs_emulator)
+
+
 def test_a_hung_poll_ends_at_the_deadline_and_the_run_is_cancelled(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials
 ) -> None:

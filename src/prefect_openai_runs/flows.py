@@ -8,12 +8,14 @@ with one of :class:`~prefect_openai_runs.exceptions.RunOutcomeError`'s family.
 """
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
+from prefect_openai_runs._deadline import deadline_scope
 from prefect_openai_runs._intents import find_intent
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS, JobFollower
 from prefect_openai_runs._lifecycle._hooks import RunHooks
@@ -184,17 +186,19 @@ def run_assistant(
     )
     key = logical_key("run")
     with_idempotency_key(params, key)  # room for the key in metadata: checked before anything is created
+    deadline = time.monotonic() + max_wait_seconds
     earlier = find_intent(key)
     with creds.get_client() as client:
         api = RunsApi(client)
-        thread = thread_id if thread_id is not None else thread_for(client, earlier, CreateThreadParams())
+        with deadline_scope(deadline):  # the thread's create and its retries count against the deadline
+            thread = thread_id if thread_id is not None else thread_for(client, earlier, CreateThreadParams())
         hooks = RunHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
         return run_job(
             api,
             RunSpec(thread, params, key, reattach=earlier is not None),
             key=key,
             parent_id=thread,
-            max_wait_seconds=max_wait_seconds,
+            max_wait_seconds=max(deadline - time.monotonic(), 0.001),
             cancel_wait_seconds=cancel_wait_seconds,
             stream=stream,
             hooks=hooks,

@@ -16,9 +16,10 @@ from prefect import flow
 from emulator_helpers import fault_statuses, wait_for
 from flow_helpers import assert_nothing_active
 from prefect_openai_runs import OpenAICredentials, RunStatus
-from prefect_openai_runs._recording import flush
+from prefect_openai_runs._recording import RunRef, flush
 from prefect_openai_runs.exceptions import AuthenticationError, RetryAfterTooLongError
 from prefect_openai_runs.flows import run_assistant_fan_out
+from prefect_openai_runs.guard import cancel_runs
 from prefect_openai_runs.tasks import create_threads_and_runs
 from prefect_openai_runs.testing import FaultRule, RunScript, RunsEmulator
 
@@ -86,6 +87,32 @@ def test_an_interrupted_fan_out_also_cancels_the_run_whose_create_was_in_flight(
     assert len(records) == 2  # the second create was the last to start
     assert [r.status for r in records] == ["cancelled", "cancelled"]
     assert_nothing_active(runs_emulator)
+
+
+def test_runs_created_together_each_emit_their_created_event(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, asserting_events_worker: Any
+) -> None:
+    """Runs a fan-out creates (and nobody follows yet) are announced like a single create's (they were not)."""
+    from prefect.events.clients import AssertingEventsClient
+
+    runs_emulator.add_script(RunScript(in_progress_seconds=60))
+
+    @flow
+    def pipeline() -> list[str]:
+        runs = create_threads_and_runs(credentials, runs_emulator.default_assistant_id, ["a", "b", "c"], concurrency=2)
+        return [run.id for run in runs]
+
+    ids = pipeline()
+    asserting_events_worker.drain()
+
+    created = [
+        e.resource.id
+        for client in AssertingEventsClient.all
+        for e in client.events
+        if e.event == "openai.run.created" and any(r.role == "flow-run" for r in e.related)
+    ]
+    assert sorted(created) == sorted(f"openai.run.{i}" for i in ids)
+    cancel_runs(credentials, [RunRef(r.thread_id, r.id) for r in runs_emulator.runs()], "test over")
 
 
 def test_bad_input_fails_before_any_request(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:

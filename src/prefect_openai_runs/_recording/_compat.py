@@ -17,6 +17,7 @@ from uuid import UUID
 from prefect.client.schemas.actions import ArtifactCreate
 
 from prefect_openai_runs._recording._artifacts import job_artifact, remember_job, write_job_artifact
+from prefect_openai_runs._recording._events import emit_job_event
 from prefect_openai_runs._recording._markdown import render_job
 from prefect_openai_runs._recording._view import ArtifactExtras, TimelineEntry, run_view
 from prefect_openai_runs._recording._writer import WRITE_TIMEOUT_SECONDS, flush
@@ -54,10 +55,11 @@ def write_run_artifact(
 class ArtifactWriter:
     """Holds the artifacts of runs created from an event loop until :meth:`release`, unless ``stopped``.
 
-    Each run is noted in the flow run's registry at once; its artifact is held until :meth:`release` (so
-    that many creates do not compete with their own records for the Prefect server), then queued to the
-    process's writer. Nothing waits for the writes: whoever needs the artifacts on the server (a task
-    before returning, a test) calls :func:`~._writer.flush`. Once ``stopped`` is set, nothing more is
+    Each run is noted in the flow run's registry at once; its artifact (and, for a run just created, its
+    ``openai.run.created`` event) is held until :meth:`release` (so that many creates do not compete with
+    their own records for the Prefect server), then queued to the process's writer. Nothing waits for
+    the writes: whoever needs the artifacts on the server (a task before returning, a test) calls
+    :func:`~._writer.flush`. Once ``stopped`` is set, nothing more is
     queued: the code that set it (a task interrupted by a signal or a flow timeout) writes the artifacts
     with the reason, which a late "created" must not overwrite.
     """
@@ -79,7 +81,10 @@ class ArtifactWriter:
         for run, timeline, reason, fresh in held:
             if self._stopped.is_set():
                 return
-            write_job_artifact(run_view(run), timeline, reason, fresh=fresh)
+            view = run_view(run)
+            write_job_artifact(view, timeline, reason, fresh=fresh)
+            if fresh:  # a run re-attached to was announced by the attempt that created it
+                emit_job_event(view, "created")
 
 
 def run_json(run: Run) -> dict[str, Any]:

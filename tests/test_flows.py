@@ -214,7 +214,14 @@ def test_tool_call_round_trip(runs_emulator: RunsEmulator, credentials: OpenAICr
         "in_progress",
         "completed",
     ]
-    assert "It is 21 degrees in Paris." in final_markdown(run.id)
+    card = final_markdown(run.id)
+    assert "It is 21 degrees in Paris." in card
+    # the card tells the whole story: the prompt, the time against the deadline, the tool calls with their
+    # outputs, and the usage of every job of the flow run
+    assert "## Prompt" in card and "Weather?" in card
+    assert "of a 600 s deadline" in card
+    assert "## Tool calls" in card and "`get_weather`" in card and "celsius" in card
+    assert "Whole flow run (every job it made, retries included)" in card
 
 
 @pytest.mark.parametrize("handlers", [{}, {"get_weather": lambda city: 1 / 0}], ids=["no-handler", "handler-raises"])

@@ -25,6 +25,7 @@ from prefect_openai_runs._lifecycle._sync._backend import Reader
 from prefect_openai_runs._lifecycle._sync._driver import run_job
 from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs._recording import ArtifactExtras
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client._operations import check_id, with_idempotency_key
 from prefect_openai_runs.exceptions import ToolCallError
@@ -48,6 +49,15 @@ def _message_params(messages: Sequence[str | Mapping[str, Any]] | None) -> list[
         CreateMessageParams(content=m) if isinstance(m, str) else CreateMessageParams.model_validate(m)
         for m in messages or []
     ]
+
+
+def _prompt_of(messages: Sequence[str | Mapping[str, Any]] | None) -> str | None:
+    """The messages' text, for the run's card (a message with parts shows them as JSON)."""
+    texts = [
+        m if isinstance(m, str) else m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content"))
+        for m in messages or []
+    ]
+    return "\n\n".join(texts) or None
 
 
 def _as_task(name: str, handler: ToolHandler, timeout_seconds: float | None) -> Task[..., Any]:
@@ -105,15 +115,18 @@ def answer_tool_calls(
 
 
 class _ToolAnswers:
-    """Answers a run in ``requires_action``: each tool call by its handler (a Prefect task), then the outputs."""
+    """Answers a run in ``requires_action``: each tool call by its handler (a Prefect task), then the outputs
+    (noted for the run's card)."""
 
-    def __init__(self, api: RunsApi, handlers: Mapping[str, ToolHandler], stream: bool) -> None:
+    def __init__(self, api: RunsApi, handlers: Mapping[str, ToolHandler], stream: bool, hooks: RunHooks) -> None:
         self.api = api
         self.handlers = handlers
         self.stream = stream
+        self.hooks = hooks
 
     def __call__(self, job: Run, follower: JobFollower[Run]) -> tuple[Run | None, Reader[Run] | None]:
         outputs = answer_tool_calls(job, self.handlers, max(follower.remaining, 0.001))
+        self.hooks.answered(job, outputs)
         get_logger().info("Submitting %d tool output(s) to run %s", len(outputs), job.id)
         return STEPS.run("Submit OpenAI tool outputs", lambda: self.api.submit_tool_outputs(job, outputs, self.stream))
 
@@ -192,7 +205,8 @@ def run_assistant(
         api = RunsApi(client)
         with deadline_scope(deadline):  # the thread's create and its retries count against the deadline
             thread = thread_id if thread_id is not None else thread_for(client, earlier, CreateThreadParams())
-        hooks = RunHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id))
+        extras = ArtifactExtras(prompt=_prompt_of(messages), deadline_seconds=max_wait_seconds, sum_flow_usage=True)
+        hooks = RunHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id), extras=extras)
         return run_job(
             api,
             RunSpec(thread, params, key, reattach=earlier is not None),
@@ -202,7 +216,7 @@ def run_assistant(
             cancel_wait_seconds=cancel_wait_seconds,
             stream=stream,
             hooks=hooks,
-            on_action=_ToolAnswers(api, handlers, stream),
+            on_action=_ToolAnswers(api, handlers, stream, hooks),
             steps=STEPS,
         )
 

@@ -5,7 +5,8 @@ layer's non-blocking writer: following, the deadline and the cancel never wait o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from prefect_openai_runs._recording import (
     ArtifactExtras,
     JobView,
     ProgressReporter,
+    ToolCallRecord,
     emit_status_event,
     flush,
     record_created,
@@ -149,8 +151,16 @@ class RunHooks(PrefectJobHooks[Run]):
         reply: Callable[[Run], str | None] | None = None,
         **options: Any,
     ) -> None:
+        if max_wait_seconds > 0 and "extras" not in options:  # one followed run: its time against the deadline
+            options["extras"] = ArtifactExtras(deadline_seconds=max_wait_seconds, sum_flow_usage=True)
         super().__init__(run_view, max_wait_seconds, progress=progress, final_view=self._final_view, **options)
         self.reply = reply
+
+    def answered(self, run: Run, outputs: Mapping[str, str]) -> None:
+        """Note ``run``'s tool calls with the outputs sent back (by call id), for its final card."""
+        earlier = self.extras or ArtifactExtras()
+        calls = [ToolCallRecord(c.function.name, c.function.arguments, outputs.get(c.id), c.id) for c in run.tool_calls]
+        self.extras = replace(earlier, tool_calls=[*earlier.tool_calls, *calls])
 
     def _final_view(self, job: Run) -> JobView:
         text = None

@@ -11,7 +11,14 @@ import pytest
 from prefect import flow
 from prefect.context import get_run_context
 
-from flow_helpers import assert_nothing_active, final_markdown, flow_run_artifacts, statuses, wait_until
+from flow_helpers import (
+    assert_nothing_active,
+    final_markdown,
+    flow_run_artifacts,
+    run_artifacts,
+    statuses,
+    wait_until,
+)
 from prefect_openai_runs import OpenAICredentials, Run, RunFailed, RunStatus, RunTimedOut
 from prefect_openai_runs._recording import artifact_key, flush, get_writer
 from prefect_openai_runs.tasks import (
@@ -160,6 +167,31 @@ def test_submit_tool_outputs_task(runs_emulator: RunsEmulator, credentials: Open
         return statuses(runs_emulator, run.id)
 
     assert pipeline() == ["queued", "in_progress", "requires_action", "queued", "in_progress", "completed"]
+
+
+def test_a_run_returned_for_its_tool_calls_says_so_on_its_cards(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    """``wait_for_run`` returns a run in ``requires_action`` to its caller: its card and its progress say so
+    (they stayed "created; being followed" and "waiting ... 1%")."""
+    runs_emulator.add_script(
+        RunScript(outcome="requires_action", tool_calls=[ToolCallSpec(name="lookup", arguments='{"q": "x"}')])
+    )
+
+    @flow
+    def pipeline() -> tuple[Run, str]:
+        run = create_thread_and_run(credentials, runs_emulator.default_assistant_id, ["hi"])
+        waiting = wait_for_run(credentials, run.thread_id, run.id, max_wait_seconds=30)
+        return waiting, str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+
+    waiting, flow_run_id = pipeline()
+    assert waiting.status is RunStatus.REQUIRES_ACTION
+    [card] = run_artifacts(waiting.id)[-1:]
+    assert str(card.description).startswith(f"requires_action · {waiting.id}")
+    assert "returned to the caller" in str(card.data)
+    [progress] = [a for a in flow_run_artifacts(flow_run_id) if a.type == "progress"]  # type: ignore[arg-type]
+    assert "ended requires_action" in str(progress.description)
+    cancel_run(credentials, waiting.thread_id, waiting.id)
 
 
 def test_credentials_by_saved_block_name(runs_emulator: RunsEmulator, credentials: OpenAICredentials) -> None:

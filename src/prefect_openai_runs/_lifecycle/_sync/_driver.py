@@ -225,6 +225,10 @@ def end_job(
     return Ending(job, why, cancel, error)
 
 
+WAITS_FOR_CALLER = "waits for the caller's answer (tool outputs); returned to the caller, still active"
+"""Why a ``wait_for_*`` task returned a job that needs action, on its card."""
+
+
 def wait_job(
     api: JobApi[J, Any],
     follower: JobFollower[J],
@@ -264,7 +268,8 @@ def wait_job(
             get_logger().error("Could not cancel or record %s: %s", follower.ref.describe(), error)
         raise
     else:
-        if api.kind.needs_action(job):
+        if api.kind.needs_action(job):  # its card and progress say so: it is the caller's to answer now
+            hooks.ended(job, follower.timeline, WAITS_FOR_CALLER)
             return job
     ending = end_job(api, follower, failure, cancel_wait_seconds, hooks)
     if ending.error is not None:

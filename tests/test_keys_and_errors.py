@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from prefect import flow
 
 from prefect_openai_runs import OpenAICredentials
 from prefect_openai_runs._secrets import mask_secrets, secret_values
@@ -28,7 +29,9 @@ from prefect_openai_runs.exceptions import (
     OpenAIRunsError,
     StreamError,
 )
+from prefect_openai_runs.flows import run_assistant
 from prefect_openai_runs.retry import RetryPolicy
+from prefect_openai_runs.tasks import create_thread_and_run
 from prefect_openai_runs.testing import FaultRule, RunsEmulator
 
 NO_RETRIES = RetryPolicy(max_attempts=1)
@@ -231,3 +234,38 @@ def test_html_404_gets_a_hint_and_no_markup(runs_emulator: RunsEmulator) -> None
     text = str(info.value)
     assert "does base_url end in /v1?" in text and "HTML page" in text
     assert "<" not in text and "\n" not in text
+
+
+def _refused_by_client(credentials: OpenAICredentials) -> None:
+    with credentials.get_client() as client:
+        client.create_thread_and_run(
+            assistant_id="asst_does_not_exist", thread={"messages": [{"role": "user", "content": "hi"}]}
+        )
+
+
+def _refused_in_run_assistant(credentials: OpenAICredentials) -> None:
+    run_assistant(credentials, "asst_does_not_exist", messages=["hi"], max_wait_seconds=10)
+
+
+def _refused_in_the_task(credentials: OpenAICredentials) -> None:
+    @flow
+    def pipeline() -> None:
+        create_thread_and_run(credentials, "asst_does_not_exist", ["hi"])
+
+    pipeline()
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize(
+    "call", [_refused_by_client, _refused_in_run_assistant, _refused_in_the_task], ids=["client", "flow", "task"]
+)
+def test_a_wrong_assistant_id_leaves_no_empty_thread(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials, call: Callable[[OpenAICredentials], None]
+) -> None:
+    """The run goes on a new empty thread; when the server refuses the run, that thread is deleted."""
+    with pytest.raises(NotFoundError, match="asst_does_not_exist"):
+        call(credentials)
+
+    assert runs_emulator.counters.get("threads_created") == 1
+    assert runs_emulator.counters.get("threads_deleted") == 1
+    assert not runs_emulator.runs()

@@ -25,6 +25,7 @@ from prefect_openai_runs._lifecycle._run_kind import RUN
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import ArtifactWriter
 from prefect_openai_runs.client import AsyncRunsClient
+from prefect_openai_runs.client._operations import refused_outright
 from prefect_openai_runs.models import CreateRunParams, Run
 
 
@@ -105,7 +106,7 @@ async def create_runs(
         return threads
 
     async def create(thread: _Thread) -> None:
-        if not going():
+        if not going():  # its thread stays: its intent is recorded, a retry goes back to it
             return
         key = keys[thread.index]
         try:
@@ -113,6 +114,8 @@ async def create_runs(
             run, _ = await start_job(api, spec, key=key, parent_id=thread.id, stream=False, hooks=_Silent())
         except Exception as exc:
             failures.append(exc)
+            if not thread.reattach and refused_outright(exc):  # nothing was created but the thread
+                await client.discard_thread(thread.id)
             return
         runs[thread.index] = run
         created.append(run)

@@ -27,8 +27,8 @@ from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import ArtifactExtras
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
-from prefect_openai_runs.client._operations import check_id, with_idempotency_key
-from prefect_openai_runs.exceptions import ToolCallError
+from prefect_openai_runs.client._operations import check_id, refused_outright, with_idempotency_key
+from prefect_openai_runs.exceptions import OpenAIRunsError, ToolCallError
 from prefect_openai_runs.guard import cancel_orphaned_runs
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, CreateThreadParams, Run
 from prefect_openai_runs.tasks import (
@@ -205,20 +205,26 @@ def run_assistant(
         api = RunsApi(client)
         with deadline_scope(deadline):  # the thread's create and its retries count against the deadline
             thread = thread_id if thread_id is not None else thread_for(client, earlier, CreateThreadParams())
+        fresh = thread_id is None and (earlier is None or not earlier.parent_id)
         extras = ArtifactExtras(prompt=_prompt_of(messages), deadline_seconds=max_wait_seconds, sum_flow_usage=True)
         hooks = RunHooks(max_wait_seconds, reply=lambda run: read_reply(client, run.thread_id, run.id), extras=extras)
-        return run_job(
-            api,
-            RunSpec(thread, params, key, reattach=earlier is not None),
-            key=key,
-            parent_id=thread,
-            max_wait_seconds=max(deadline - time.monotonic(), 0.001),
-            cancel_wait_seconds=cancel_wait_seconds,
-            stream=stream,
-            hooks=hooks,
-            on_action=_ToolAnswers(api, handlers, stream, hooks),
-            steps=STEPS,
-        )
+        try:
+            return run_job(
+                api,
+                RunSpec(thread, params, key, reattach=earlier is not None),
+                key=key,
+                parent_id=thread,
+                max_wait_seconds=max(deadline - time.monotonic(), 0.001),
+                cancel_wait_seconds=cancel_wait_seconds,
+                stream=stream,
+                hooks=hooks,
+                on_action=_ToolAnswers(api, handlers, stream, hooks),
+                steps=STEPS,
+            )
+        except OpenAIRunsError as error:
+            if fresh and not hooks.jobs_created and refused_outright(error):  # only the empty thread exists
+                client.discard_thread(thread)
+            raise
 
 
 @flow(name="run-assistant-fan-out", description="Run one assistant on many prompts at once; fail fast.")

@@ -12,7 +12,8 @@ event loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import task
@@ -41,8 +42,9 @@ from prefect_openai_runs._recording import RunRef, run_view, write_fan_out_summa
 from prefect_openai_runs._run_sync import run_coroutine
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client import RunsClient
-from prefect_openai_runs.client._operations import with_idempotency_key
+from prefect_openai_runs.client._operations import refused_outright, with_idempotency_key
 from prefect_openai_runs.client._params import split_thread_and_run
+from prefect_openai_runs.exceptions import OpenAIRunsError
 from prefect_openai_runs.guard import cancel_runs
 from prefect_openai_runs.models import (
     CreateMessageParams,
@@ -141,6 +143,18 @@ def thread_for(client: RunsClient, earlier: Intent | None, thread: CreateThreadP
     return client.create_thread(thread).id
 
 
+@contextmanager
+def discarded_if_refused(client: RunsClient, thread_id: str, fresh: bool) -> Iterator[None]:
+    """Within the block, a run is created on ``thread_id``; when the server refuses it outright and the
+    thread was made for it (``fresh``), the empty thread is deleted (best effort) before the error goes on."""
+    try:
+        yield
+    except OpenAIRunsError as error:
+        if fresh and refused_outright(error):
+            client.discard_thread(thread_id)
+        raise
+
+
 @task(name="Create OpenAI thread and run", cache_policy=NO_CACHE)
 def create_thread_and_run(
     credentials: Credentials,
@@ -177,7 +191,9 @@ def create_thread_and_run(
     with_idempotency_key(run_part, key)  # before the thread exists
     earlier = find_intent(key, always=idempotency_key is not None)
     with resolve_credentials(credentials).get_client() as client:
-        return create_recorded_run(client, thread_for(client, earlier, thread_part), run_part, key, earlier)
+        thread = thread_for(client, earlier, thread_part)
+        with discarded_if_refused(client, thread, fresh=earlier is None or not earlier.parent_id):
+            return create_recorded_run(client, thread, run_part, key, earlier)
 
 
 @task(name="Create OpenAI threads and runs", cache_policy=NO_CACHE)

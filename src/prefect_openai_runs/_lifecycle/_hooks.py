@@ -82,6 +82,8 @@ class PrefectJobHooks(Generic[J]):
         self.extras = extras
         self.flush_on_end = flush_on_end
         self.progress: ProgressReporter | None = None
+        self.jobs_created = 0
+        """How many jobs these hooks saw created (or re-attached to)."""
 
     def intent(self, kind: str, key: str, parent_id: str | None) -> None:
         """Record the create about to be sent, with its idempotency key (what finds it if the answer is lost)."""
@@ -90,6 +92,7 @@ class PrefectJobHooks(Generic[J]):
 
     def created(self, job: J) -> None:
         """Log the new job's ids and record it at once."""
+        self.jobs_created += 1
         view = self.view(job)
         record_created(view, flow_run_id=self.flow_run_id, extra=self.extras)
         self._start_progress(view)

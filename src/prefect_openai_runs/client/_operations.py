@@ -18,7 +18,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from prefect_openai_runs.client._http import Call, Reply
-from prefect_openai_runs.exceptions import ActiveRunExistsError, InvalidResponseError, RunNotCancellableError
+from prefect_openai_runs.exceptions import (
+    ActiveRunExistsError,
+    AuthenticationError,
+    BadRequestError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RunNotCancellableError,
+    UnprocessableEntityError,
+)
 from prefect_openai_runs.models import (
     CreateMessageParams,
     CreateRunParams,
@@ -112,6 +121,21 @@ def create_thread(params: CreateThreadParams) -> Operation[Thread]:
     """``POST /threads``."""
     reply = yield Call("POST", "/threads", json=params.model_dump(mode="json", exclude_none=True))
     return parse(Thread, reply.body)
+
+
+_REFUSALS = (BadRequestError, AuthenticationError, PermissionDeniedError, NotFoundError, UnprocessableEntityError)
+
+
+def refused_outright(error: BaseException) -> bool:
+    """Whether a run's create was refused outright, so that the server created nothing (a thread busy with
+    another run is not: that thread is not empty)."""
+    return isinstance(error, _REFUSALS) and not isinstance(error, ActiveRunExistsError)
+
+
+def delete_thread(thread_id: str) -> Operation[bool]:
+    """``DELETE /threads/{thread_id}``: whether the server says it deleted it."""
+    reply = yield Call("DELETE", f"/threads/{check_id('thread_id', thread_id)}")
+    return isinstance(reply.body, dict) and reply.body.get("deleted") is True
 
 
 def add_message(thread_id: str, params: CreateMessageParams) -> Operation[Message]:

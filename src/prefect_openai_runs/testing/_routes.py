@@ -133,7 +133,9 @@ def _api_routes(core: EmulatorCore) -> list[Route]:
     async def create_thread(request: Request) -> Response:
         return JSONResponse(api.create_thread(await _json_body(request)))
 
-    async def get_thread(request: Request) -> Response:
+    async def thread(request: Request) -> Response:
+        if request.method == "DELETE":
+            return JSONResponse(api.delete_thread(request.path_params["thread_id"]))
         return JSONResponse(api.get_thread(request.path_params["thread_id"]))
 
     async def messages(request: Request) -> Response:
@@ -214,7 +216,7 @@ def _api_routes(core: EmulatorCore) -> list[Route]:
         Route("/v1/assistants/{assistant_id}", get_assistant, methods=["GET"]),
         Route("/v1/threads", create_thread, methods=["POST"]),
         Route("/v1/threads/runs", create_thread_and_run, methods=["POST"]),
-        Route("/v1/threads/{thread_id}", get_thread, methods=["GET"]),
+        Route("/v1/threads/{thread_id}", thread, methods=["GET", "DELETE"]),
         Route("/v1/threads/{thread_id}/messages", messages, methods=["GET", "POST"]),
         Route("/v1/threads/{thread_id}/runs", runs, methods=["GET", "POST"]),
         Route("/v1/threads/{thread_id}/runs/{run_id}", run, methods=["GET", "POST"]),

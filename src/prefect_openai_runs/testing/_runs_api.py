@@ -90,6 +90,16 @@ class RunsApi:
         with self._lock:
             return self.store.thread(thread_id).to_api()
 
+    def delete_thread(self, thread_id: str) -> JSON:
+        """DELETE /threads/{id} (a thread with an active run is kept: 400, like a message added to it)."""
+        with self._lock:
+            thread = self.store.thread(thread_id)
+            if thread.active_run_id is not None:
+                raise errors.thread_busy(thread.id, thread.active_run_id)
+            del self.store.threads[thread.id]
+            self.machine.log.count("threads_deleted")
+            return {"id": thread.id, "object": "thread.deleted", "deleted": True}
+
     def create_message(self, thread_id: str, body: Any) -> JSON:
         """POST /threads/{id}/messages."""
         data = validate("runs", "CreateMessageRequest", body)

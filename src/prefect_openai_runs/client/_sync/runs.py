@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs.client import _operations as ops
 from prefect_openai_runs.client._sync._base import ClientBase
 from prefect_openai_runs.client._config import Order, RunStreamCodec
 from prefect_openai_runs.client._params import run_params, split_thread_and_run, thread_params, tool_outputs_params
+from prefect_openai_runs.exceptions import OpenAIRunsError
 from prefect_openai_runs.models import (
     CreateMessageParams,
     CreateRunParams,
@@ -64,6 +66,22 @@ class RunsClient(ClientBase):
         """Create a thread, optionally with ``messages`` and ``metadata``."""
         return self._drive(ops.create_thread(thread_params(params, options)))
 
+    def delete_thread(self, thread_id: str) -> bool:
+        """Delete a thread (with its messages); whether the server deleted it."""
+        return self._drive(ops.delete_thread(thread_id))
+
+    def discard_thread(self, thread_id: str) -> None:
+        """Delete the empty thread made for a run the server refused outright (see
+        :func:`~prefect_openai_runs.client._operations.refused_outright`), best effort: a failure is logged,
+        never raised. A retry that goes back to that thread then fails with the server's "No thread found"
+        error; nothing is created twice."""
+        try:
+            self.delete_thread(thread_id)
+        except OpenAIRunsError as error:
+            get_logger().warning("Could not delete the empty thread %s (made for a refused run): %s", thread_id, error)
+        else:
+            get_logger().info("Deleted thread %s: it was made for a run the server refused", thread_id)
+
     def add_message(
         self, thread_id: str, content: str, *, role: Literal["user", "assistant"] = "user"
     ) -> Message:
@@ -97,7 +115,12 @@ class RunsClient(ClientBase):
         key = ops.new_idempotency_key()
         ops.with_idempotency_key(run_part, key)  # metadata without room for the key fails before the thread exists
         thread = self.create_thread(thread_part)
-        return self.create_run(thread.id, run_part, idempotency_key=key)
+        try:
+            return self.create_run(thread.id, run_part, idempotency_key=key)
+        except OpenAIRunsError as error:
+            if ops.refused_outright(error):
+                self.discard_thread(thread.id)
+            raise
 
     def get_run(self, thread_id: str, run_id: str) -> Run:
         """Retrieve a run."""

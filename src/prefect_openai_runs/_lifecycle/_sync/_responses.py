@@ -119,7 +119,8 @@ class ResponsesApi:
             try:
                 for event in stream:
                     progressed = True
-                    cursor.last = event.sequence_number
+                    if event.sequence_number is not None:
+                        cursor.last = event.sequence_number
                     if event.response is not None:
                         cursor.response_id = event.response.id
                         yield event.response

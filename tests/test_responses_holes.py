@@ -9,6 +9,7 @@ request carries the Assistants beta header; any 400 to a cancel means the respon
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from emulator_helpers import fault_statuses
 from flow_helpers import wait_until
 from prefect_openai_runs import JobGone, JobTimedOut, OpenAICredentials, ToolCallError
+from prefect_openai_runs._lifecycle._sync import _driver
 from prefect_openai_runs.flows import run_response
 from prefect_openai_runs.models import Response, ResponseStatus
 from prefect_openai_runs.testing import FaultRule, ResponseScript, RunsEmulator, ToolCallSpec
@@ -27,9 +30,9 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 NEVER = ResponseScript(outcome="never")
 CREATE = r"^/v1/responses$"
-MARGIN_SECONDS = 5.0
-"""How far past its deadline a flow may end (the flow run's creation on a loaded Prefect server, the tool
-task's teardown, the records); far below the slow handler's 20 s."""
+MARGIN_SECONDS = 4.0
+"""How far past its deadline a flow may end (the tool task's teardown, the records on a loaded Prefect
+server); far below the slow handler's 20 s."""
 
 
 def _calls(name: str, arguments: str) -> ResponseScript:
@@ -71,20 +74,22 @@ def test_a_slow_tool_handler_is_stopped_at_the_deadline(
     stop = threading.Event()
 
     finished: list[bool] = []
+    started: list[float] = []
 
     def slow() -> str:  # busy in Python (interruptible), as a real handler's work is
-        end = time.monotonic() + 20
+        started.append(time.monotonic())
+        end = started[0] + 20
         while time.monotonic() < end and not stop.wait(0.02):
             pass
         finished.append(True)
         return "too late"
 
-    started = time.monotonic()
     with pytest.raises(JobTimedOut) as caught:
         run_response(credentials, "gpt-5", "hi", max_wait_seconds=2, tool_handlers={"slow": slow})
     stop.set()
 
-    assert time.monotonic() - started < 2 + MARGIN_SECONDS and finished == []  # stopped, not waited for
+    # The handler started before the deadline: it was stopped, not waited for.
+    assert time.monotonic() - started[0] < 2 + MARGIN_SECONDS and finished == []
     assert "tool handlers" in caught.value.reason
     assert len(runs_emulator.responses()) == 1  # no follow-up was sent
     assert_no_response_active(runs_emulator)
@@ -175,6 +180,45 @@ def test_a_response_gone_before_its_cancel_ends_with_job_gone(
     assert "no longer exists" in response_markdown(caught.value.job.id)
 
 
+# -- 4. a stream the server ends early --------------------------------------------------------------------
+
+
+def test_a_stream_ended_before_its_terminal_event_is_resumed_not_polled(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    runs_emulator.add_response_script(ResponseScript(in_progress_seconds=0.4, output_text="resumed fine"))
+    runs_emulator.add_fault(FaultRule(method="POST", path=CREATE, kind="end_stream", after_events=2))
+
+    response = run_response(credentials, "gpt-5", "hi")
+
+    assert response.status is ResponseStatus.COMPLETED and response.output_text == "resumed fine"
+    gets = [r for r in runs_emulator.requests if r.method == "GET"]
+    assert gets and all("stream=true" in r.query for r in gets)  # no poll
+    assert "starting_after=1" in gets[0].query
+
+
+# -- 5. an event without its sequence number ------------------------------------------------------------------
+
+
+def test_a_created_event_without_sequence_number_still_names_the_response(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    created = {
+        "type": "response.created",
+        "response": {"id": "resp_unnumbered", "object": "response", "created_at": 1_700_000_000, "status": "queued"},
+    }
+    body = f"event: response.created\ndata: {json.dumps(created)}\n\n"
+    runs_emulator.add_fault(
+        FaultRule(method="POST", path=CREATE, status=200, headers={"content-type": "text/event-stream"}, raw_body=body)
+    )
+
+    with pytest.raises(JobGone) as caught:  # the emulator never created it: it is unknown to every read
+        run_response(credentials, "gpt-5", "hi", max_wait_seconds=5)
+
+    assert caught.value.job.id == "resp_unnumbered"
+    assert any("resp_unnumbered" in r.path for r in runs_emulator.requests)
+
+
 # -- 6. no Assistants beta header --------------------------------------------------------------------------
 
 
@@ -189,6 +233,34 @@ def test_no_responses_request_carries_the_assistants_beta_header(
     methods = {(r.method, r.path.rsplit("/", 1)[-1] == "cancel") for r in runs_emulator.requests}
     assert ("POST", True) in methods and ("POST", False) in methods  # the create and the cancel at least
     assert [r.headers.get("openai-beta") for r in runs_emulator.requests] == [None] * len(runs_emulator.requests)
+
+
+# -- 8. a stalled stream ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("in_progress_seconds", "resumed"), [(1.5, True), (0.1, False)], ids=["still-active", "ended-meanwhile"]
+)
+def test_a_silent_stream_is_noticed_and_the_response_read(
+    runs_emulator: RunsEmulator,
+    credentials: OpenAICredentials,
+    monkeypatch: pytest.MonkeyPatch,
+    in_progress_seconds: float,
+    resumed: bool,
+) -> None:
+    monkeypatch.setattr(_driver, "STALL_SECONDS", 0.5)
+    runs_emulator.add_response_script(ResponseScript(in_progress_seconds=in_progress_seconds, output_text="heard"))
+    runs_emulator.add_fault(FaultRule(method="POST", path=CREATE, kind="stall_stream", after_events=2, hang_seconds=60))
+    started = time.monotonic()
+
+    response = run_response(credentials, "gpt-5", "hi", max_wait_seconds=30)
+
+    assert response.status is ResponseStatus.COMPLETED and response.output_text == "heard"
+    assert time.monotonic() - started < 15  # not at the 30 s deadline
+    gets = [r for r in runs_emulator.requests if r.method == "GET"]
+    assert any("stream" not in r.query for r in gets)  # read once it went silent
+    assert any("starting_after=1" in r.query for r in gets) is resumed
+    wait_until(lambda: fault_statuses(runs_emulator, "stall_stream") == [499])  # the silent stream let go
 
 
 # -- 7. any 400 to a cancel ------------------------------------------------------------------------------------

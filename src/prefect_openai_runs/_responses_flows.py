@@ -29,6 +29,7 @@ from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.exceptions import JobTimedOut, ToolCallError
 from prefect_openai_runs.models import CreateResponseParams, Response
 
+
 def answer_function_calls(
     response: Response, handlers: Mapping[str, ToolHandler], timeout_seconds: float | None = None
 ) -> list[dict[str, Any]]:

@@ -64,7 +64,8 @@ def call_tool(
     handler = handlers.get(name)
     if handler is None:
         known = ", ".join(sorted(handlers)) or "none"
-        raise ToolCallError(job, f"the model called function {name!r}, which has no tool handler (handlers: {known})", name)
+        reason = f"the model called function {name!r}, which has no tool handler (handlers: {known})"
+        raise ToolCallError(job, reason, name)
     try:
         arguments = json.loads(raw_arguments or "{}")
     except ValueError as exc:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect_openai_runs.client._http import Call, Reply
-from prefect_openai_runs.exceptions import BadRequestError, ResponseNotCancellableError
 from prefect_openai_runs.client._operations import Operation, check_id, parse, with_idempotency_key
+from prefect_openai_runs.exceptions import BadRequestError, ResponseNotCancellableError
 from prefect_openai_runs.models import CreateResponseParams, Response, ResponseDeleted
 
 RESPONSES_PATH = "/responses"

@@ -272,8 +272,9 @@ class ResponseStreamEvent(APIObject):
 
     Every event has a ``type`` and, per the spec, a ``sequence_number`` (the cursor to resume after, with
     ``starting_after``); an event without one is still read (``None``: it moves no cursor), so a
-    ``response.created`` that lacks it still names the response (which can then be cancelled). Lifecycle events carry the ``response``; an ``error`` event carries
-    ``code``, ``message`` and ``param``. Other events (deltas, output items) keep their fields as extras.
+    ``response.created`` that lacks it still names the response (which can then be cancelled).
+    Lifecycle events carry the ``response``; an ``error`` event carries ``code``, ``message`` and
+    ``param``. Other events (deltas, output items) keep their fields as extras.
 
     Example:
         ```python

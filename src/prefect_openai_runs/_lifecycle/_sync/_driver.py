@@ -48,6 +48,9 @@ RECHECK_CANCELLED_DELAY = 1.0
 """How long after a job is seen ``cancelled`` it is read once more, for kinds whose cancel is best effort."""
 CANCEL_REQUEST_SECONDS = 5.0
 """The least time the cancel request itself is given, even with ``cancel_wait_seconds=0``."""
+STALL_SECONDS = 20.0
+"""How long a job's stream may stay silent (open, no event) before the job is read with a GET: ended, it
+is taken; still active, its stream is resumed where the kind allows (else read on)."""
 GONE_REASON = "no longer exists (deleted or past retention)"
 """Why a job known to exist ended when the API answers 404 for it."""
 
@@ -95,10 +98,13 @@ def follow(api: JobApi[J, Any], follower: JobFollower[J], events: Reader[J] | No
         if events is not None:
             try:
                 while not follower.settled:
-                    item = events.next(follower.remaining, follower.tick)
-                    if item is None:
+                    item = events.next(min(follower.remaining, STALL_SECONDS), follower.tick)
+                    if item is not None:
+                        follower.take(item)
+                    elif events.ended or follower.timed_out:
                         break
-                    follower.take(item)
+                    else:
+                        events = _silent(api, follower, events)
             except FALLBACK_ERRORS as exc:
                 get_logger().info("The event stream of %s broke (%s); polling instead", follower.ref.describe(), exc)
             finally:
@@ -132,6 +138,24 @@ def follow(api: JobApi[J, Any], follower: JobFollower[J], events: Reader[J] | No
         except StopIteration as done:
             job: J = done.value
             return job
+
+
+def _silent(api: JobApi[J, Any], follower: JobFollower[J], events: Reader[J]) -> Reader[J]:
+    """After :data:`STALL_SECONDS` without an event: the job read with a GET; still active, its stream
+    resumed (the silent one let go) where the kind allows, else the same stream read on."""
+    get_logger().info("No event on the stream of %s for %gs; reading it", follower.ref.describe(), STALL_SECONDS)
+    try:
+        follower.observe(api.get(follower.ref))
+    except OpenAIRunsError as exc:
+        get_logger().warning("Reading %s failed (%s); reading its stream on", follower.ref.describe(), exc)
+        return events
+    if follower.settled:
+        return events
+    fresh = api.restream(follower.ref)
+    if fresh is None:
+        return events
+    events.close_soon()
+    return fresh
 
 
 def cancel_job(api: JobApi[J, Any], ref: JobRef, wait_seconds: float) -> CancelResult[J]:
@@ -195,8 +219,8 @@ def end_job(
     honest outcome, log it and record it (event, artifact) through ``hooks``. A job of a kind whose cancel
     is best effort, seen cancelled without a cancel of ours, is read once more after
     :data:`RECHECK_CANCELLED_DELAY` (at most ``cancel_wait_seconds``). A job the API no longer knows
-    (:class:`~prefect_openai_runs.exceptions.JobGone`, or a 404 to the cancel) is recorded as last seen. Its requests do not wait for
-    a turn under the rate limit: a ``retry-after`` must not hold a job's end.
+    (:class:`~prefect_openai_runs.exceptions.JobGone`, or a 404 to the cancel) is recorded as last seen.
+    Its requests do not wait for a turn under the rate limit: a ``retry-after`` must not hold a job's end.
 
     Args:
         api: The job's API.
@@ -260,9 +284,7 @@ def _read_again(api: JobApi[J, Any], follower: JobFollower[J], delay: float) -> 
     return job
 
 
-def _gone(
-    follower: JobFollower[J], gone: JobGone, hooks: JobHooks[J] | None, cause: str | None = None
-) -> Ending[J]:
+def _gone(follower: JobFollower[J], gone: JobGone, hooks: JobHooks[J] | None, cause: str | None = None) -> Ending[J]:
     """The end of a job the API no longer knows (404): recorded with its last known state, never cancelled."""
     job: J = gone.job
     why = gone.reason if cause is None else f"{cause}; then it {gone.reason}"

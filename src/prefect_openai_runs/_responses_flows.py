@@ -120,7 +120,8 @@ def run_response(
         JobFailed: The response failed (``response.error`` says why).
         JobIncomplete: The response hit a limit (``incomplete_details``).
         JobCancelled: Someone else cancelled it.
-        JobTimedOut: The deadline passed; the response was cancelled.
+        JobTimedOut: The deadline passed; the response was cancelled (or a tool handler was stopped).
+        JobGone: The response disappeared while followed (404: deleted, or past its retention).
         ToolCallError: A function call could not be answered.
         ResponseMayExistError: The create's answer was lost; it was not sent again.
 

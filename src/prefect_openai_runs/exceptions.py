@@ -354,6 +354,7 @@ __all__ = [
     "JobCancelled",
     "JobExpired",
     "JobFailed",
+    "JobGone",
     "JobIncomplete",
     "JobOutcomeError",
     "JobTimedOut",

@@ -142,10 +142,18 @@ def follow(api: JobApi[J, Any], follower: JobFollower[J], events: Reader[J] | No
 
 def _silent(api: JobApi[J, Any], follower: JobFollower[J], events: Reader[J]) -> Reader[J]:
     """After :data:`STALL_SECONDS` without an event: the job read with a GET; still active, its stream
-    resumed (the silent one let go) where the kind allows, else the same stream read on."""
+    resumed (the silent one let go) where the kind allows, else the same stream read on.
+
+    Raises:
+        JobGone: The API answered 404 for the job (deleted, or past its retention).
+    """
     get_logger().info("No event on the stream of %s for %gs; reading it", follower.ref.describe(), STALL_SECONDS)
     try:
         follower.observe(api.get(follower.ref))
+    except NotFoundError as exc:
+        if follower.job is None:
+            raise
+        raise JobGone(follower.job, GONE_REASON) from exc
     except OpenAIRunsError as exc:
         get_logger().warning("Reading %s failed (%s); reading its stream on", follower.ref.describe(), exc)
         return events

@@ -288,3 +288,15 @@ def test_resume_refused(message: str, too_old: bool) -> None:
 
 def test_other_400_stays_plain() -> None:
     assert type(error(400, "Invalid 'input': empty.")) is BadRequestError
+
+
+def test_any_400_to_a_cancel_is_not_cancellable_whatever_its_wording() -> None:
+    cancel = ops.cancel_response("resp_1")
+    first_call(cancel)
+    refused = error(400, "This response is busy; try later.")
+    assert isinstance(refused, BadRequestError) and not isinstance(refused, ResponseNotCancellableError)
+
+    with pytest.raises(ResponseNotCancellableError, match="busy") as caught:
+        cancel.throw(refused)
+
+    assert caught.value.request_id == refused.request_id and caught.value.response_status is None

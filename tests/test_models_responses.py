@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from prefect_openai_runs.client import _responses_operations as ops
 from prefect_openai_runs.client._http import Call, Reply, error_from_response
 from prefect_openai_runs.client._operations import IDEMPOTENCY_METADATA_KEY
+from prefect_openai_runs.client._responses_stream import ResponseStreamCodec
 from prefect_openai_runs.exceptions import (
     BadRequestError,
     ResponseNotCancellableError,
@@ -120,6 +121,19 @@ def test_stream_events() -> None:
     assert delta.error is None
 
 
+def test_a_stream_event_without_sequence_number_is_read_and_moves_no_cursor() -> None:
+    codec = ResponseStreamCodec([])
+    numbered = ResponseStreamEvent.model_validate({"type": "response.queued", "sequence_number": 3})
+    bare = ResponseStreamEvent.model_validate({"type": "response.created", "response": response_body()})
+
+    assert bare.sequence_number is None and bare.response is not None and bare.response.id == "resp_1"
+    codec.see(bare)
+    assert codec.response_id == "resp_1" and codec.last_sequence is None
+    codec.see(numbered)
+    codec.see(bare)
+    assert codec.last_sequence == 3
+
+
 # -- create parameters ------------------------------------------------------------------------------
 
 
@@ -195,7 +209,7 @@ def test_stream_call() -> None:
 
 def test_get_cancel_delete_paths() -> None:
     get = ops.get_response("resp_1")
-    assert first_call(get) == Call("GET", "/responses/resp_1")
+    assert first_call(get) == Call("GET", "/responses/resp_1", beta=False)
     assert finish(get, response_body(status="in_progress")).status is ResponseStatus.IN_PROGRESS
 
     cancel = ops.cancel_response("resp_1")
@@ -204,7 +218,7 @@ def test_get_cancel_delete_paths() -> None:
     assert finish(cancel, response_body(status="cancelled")).status is ResponseStatus.CANCELLED
 
     delete = ops.delete_response("resp_1")
-    assert first_call(delete) == Call("DELETE", "/responses/resp_1")
+    assert first_call(delete) == Call("DELETE", "/responses/resp_1", beta=False)
     assert finish(delete, {"id": "resp_1", "object": "response", "deleted": True}).deleted is True
 
 
@@ -213,7 +227,7 @@ def test_cancel_recovery_reads_the_response(status: str, resend: bool) -> None:
     call = first_call(ops.cancel_response("resp_1"))
     assert call.recover is not None
     recovery = call.recover()
-    assert first_call(recovery) == Call("GET", "/responses/resp_1")
+    assert first_call(recovery) == Call("GET", "/responses/resp_1", beta=False)
     found = finish(recovery, response_body(status=status))
     assert (found is None) is resend
 
@@ -274,3 +288,15 @@ def test_resume_refused(message: str, too_old: bool) -> None:
 
 def test_other_400_stays_plain() -> None:
     assert type(error(400, "Invalid 'input': empty.")) is BadRequestError
+
+
+def test_any_400_to_a_cancel_is_not_cancellable_whatever_its_wording() -> None:
+    cancel = ops.cancel_response("resp_1")
+    first_call(cancel)
+    refused = error(400, "This response is busy; try later.")
+    assert isinstance(refused, BadRequestError) and not isinstance(refused, ResponseNotCancellableError)
+
+    with pytest.raises(ResponseNotCancellableError, match="busy") as caught:
+        cancel.throw(refused)
+
+    assert caught.value.request_id == refused.request_id and caught.value.response_status is None

@@ -10,61 +10,49 @@ outcome family (:class:`~prefect_openai_runs.exceptions.JobOutcomeError`).
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from prefect import Task, flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from prefect_openai_runs._lifecycle._follower import DEFAULT_CANCEL_WAIT_SECONDS
 from prefect_openai_runs._lifecycle._keys import logical_key
 from prefect_openai_runs._lifecycle._response_hooks import ResponseHooks
+from prefect_openai_runs._lifecycle._steps import STEPS
 from prefect_openai_runs._lifecycle._sync._driver import run_job
 from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, ResponseSpec
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._responses_tasks import build_response_params
+from prefect_openai_runs._tool_tasks import ToolHandler, call_tool
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.exceptions import JobTimedOut, ToolCallError
 from prefect_openai_runs.models import CreateResponseParams, Response
 
-ToolHandler = Callable[..., Any]
 
+def answer_function_calls(
+    response: Response, handlers: Mapping[str, ToolHandler], timeout_seconds: float | None = None
+) -> list[dict[str, Any]]:
+    """Run the handler of every function call of a completed response (each as a Prefect task, on the
+    model's arguments as one dict) and return the ``function_call_output`` input items of the follow-up.
 
-def _as_task(name: str, handler: ToolHandler) -> Task[..., Any]:
-    return handler if isinstance(handler, Task) else task(name=f"tool {name}", cache_policy=NO_CACHE)(handler)
-
-
-def answer_function_calls(response: Response, handlers: Mapping[str, ToolHandler]) -> list[dict[str, Any]]:
-    """Run the handler of every function call of a completed response (each as a Prefect task) and return
-    the ``function_call_output`` input items of the follow-up response.
+    Args:
+        response: The completed response that asks for function calls.
+        handlers: Function name to callable (or Prefect task); it gets the model's arguments unchanged.
+        timeout_seconds: How long each handler may run (the task's ``timeout_seconds``).
 
     Raises:
-        ToolCallError: A function has no handler, its arguments are not JSON, or its handler raised.
+        ToolCallError: A function has no handler, its arguments are not a JSON object, or its handler
+            raised (or ran out of time).
     """
-    items: list[dict[str, Any]] = []
-    for call in response.function_calls:
-        handler = handlers.get(call.name)
-        if handler is None:
-            known = ", ".join(sorted(handlers)) or "none"
-            raise ToolCallError(
-                response, f"the response called function {call.name!r}, which has no tool handler ({known})", call.name
-            )
-        try:
-            arguments = json.loads(call.arguments or "{}")
-        except ValueError as exc:
-            raise ToolCallError(
-                response, f"function {call.name!r} was called with arguments that are not JSON", call.name
-            ) from exc
-        try:
-            value = _as_task(call.name, handler)(**arguments)
-        except Exception as exc:
-            reason = f"the tool handler of {call.name!r} raised {type(exc).__name__}: {exc}"
-            raise ToolCallError(response, reason, call.name) from exc
-        output = value if isinstance(value, str) else json.dumps(value, default=str)
-        items.append({"type": "function_call_output", "call_id": call.call_id, "output": output})
-    return items
+    return [
+        {
+            "type": "function_call_output",
+            "call_id": call.call_id,
+            "output": call_tool(response, call.name, call.arguments, handlers, timeout_seconds),
+        }
+        for call in response.function_calls
+    ]
 
 
 def follow_up_params(
@@ -77,6 +65,14 @@ def follow_up_params(
     if first.conversation is None:
         update["previous_response_id"] = previous.id
     return first.model_copy(update=update)
+
+
+def _tools_timed_out(response: Response, max_wait_seconds: float) -> JobTimedOut:
+    return JobTimedOut(
+        response,
+        f"the {max_wait_seconds:g}s deadline (max_wait_seconds) passed while the tool handlers ran; "
+        "no response was left active",
+    )
 
 
 @flow(name="run-response", description="Run an OpenAI background response to completion; cancel it on any other path.")
@@ -110,8 +106,9 @@ def run_response(
         instructions: System instructions.
         max_wait_seconds: The deadline for the whole exchange (every response and tool call).
         stream: Follow the responses through their streams (falls back to polling).
-        tool_handlers: Function name to Python callable; each call runs as a Prefect task and its return
-            value (a string, or anything JSON-serialisable) is the function's output. Without them, a
+        tool_handlers: Function name to Python callable; each call runs as a Prefect task (bounded by
+            what is left of the deadline) on the model's arguments, and its return value (a string, or
+            anything JSON-serialisable) is the function's output. Without them, a
             response that asks for function calls is returned as it is (completed).
         cancel_wait_seconds: How long to wait for a cancel to finish (0: send it, do not wait).
         **params: Any other *create response* field (tools, metadata, max_output_tokens, reasoning, ...).
@@ -123,7 +120,8 @@ def run_response(
         JobFailed: The response failed (``response.error`` says why).
         JobIncomplete: The response hit a limit (``incomplete_details``).
         JobCancelled: Someone else cancelled it.
-        JobTimedOut: The deadline passed; the response was cancelled.
+        JobTimedOut: The deadline passed; the response was cancelled (or a tool handler was stopped).
+        JobGone: The response disappeared while followed (404: deleted, or past its retention).
         ToolCallError: A function call could not be answered.
         ResponseMayExistError: The create's answer was lost; it was not sent again.
 
@@ -157,16 +155,18 @@ def run_response(
                 cancel_wait_seconds=cancel_wait_seconds,
                 stream=stream,
                 hooks=hooks,
+                steps=STEPS,
             )
             if not (response.function_calls and handlers):
                 return response
-            outputs = answer_function_calls(response, handlers)
+            try:
+                outputs = answer_function_calls(response, handlers, max(deadline - time.monotonic(), 0.001))
+            except ToolCallError as exc:
+                if time.monotonic() < deadline:
+                    raise
+                raise _tools_timed_out(response, max_wait_seconds) from exc
             hooks.answered(response, {item["call_id"]: item["output"] for item in outputs})
             if time.monotonic() >= deadline:
-                raise JobTimedOut(
-                    response,
-                    f"the {max_wait_seconds:g}s deadline (max_wait_seconds) passed while the tool handlers ran; "
-                    "no response was left active",
-                )
+                raise _tools_timed_out(response, max_wait_seconds)
             get_logger().info("Answering %d function call(s) of response %s", len(outputs), response.id)
             request = follow_up_params(first, response, outputs)

@@ -174,7 +174,7 @@ def wait_for_response(
 
     Raises:
         JobTimedOut: The deadline passed; carries the last state (cancelled, unless told not to).
-        JobOutcomeError: It ended otherwise (``JobFailed``, ``JobIncomplete``, ``JobCancelled``).
+        JobOutcomeError: It ended otherwise (``JobFailed``, ``JobIncomplete``, ``JobCancelled``, ``JobGone``).
 
     Example:
         ```python

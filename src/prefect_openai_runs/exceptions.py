@@ -9,7 +9,7 @@ masked before the exception is built (see :func:`prefect_openai_runs._secrets.ma
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from prefect_openai_runs.models import Run
@@ -73,6 +73,23 @@ class APIError(OpenAIRunsError):
 class BadRequestError(APIError):
     """400: the request is invalid; fix the named parameter. Never retried."""
 
+    @classmethod
+    def from_error(cls: type[_BadRequest], error: BadRequestError) -> _BadRequest:
+        """The same error, as this (more precise) class: a cancel operation names what any 400 to it means."""
+        return cls(
+            error.message,
+            status_code=error.status_code,
+            type=error.type,
+            code=error.code,
+            param=error.param,
+            request_id=error.request_id,
+            retry_after=error.retry_after,
+            should_retry=error.should_retry,
+        )
+
+
+_BadRequest = TypeVar("_BadRequest", bound=BadRequestError)
+
 
 class ActiveRunExistsError(BadRequestError):
     """400: the thread already has an active run (``active_run_id``); wait for it or cancel it first."""
@@ -96,7 +113,9 @@ class RunNotCancellableError(BadRequestError):
 
 class ResponseNotCancellableError(BadRequestError):
     """400: ``Cannot cancel a completed response.`` (or a failed one, or one *in terminal state*), or a
-    response that was not created in background mode: there is nothing left to cancel."""
+    response that was not created in background mode: there is nothing left to cancel. Any 400 to
+    ``POST /responses/{id}/cancel`` is this error, whatever its wording (the cancel operation converts it, as
+    a cancel carries no body that could be invalid); the caller reads the response for its real status."""
 
     @property
     def response_status(self) -> str | None:
@@ -129,20 +148,6 @@ class BatchNotCancellableError(BadRequestError):
         """The status the API named, if it named one."""
         found = re.search(r"status '([A-Za-z_]+)'", self.message)
         return found.group(1).lower() if found else None
-
-    @classmethod
-    def from_error(cls, error: BadRequestError) -> BatchNotCancellableError:
-        """The same error, as a :class:`BatchNotCancellableError`."""
-        return cls(
-            error.message,
-            status_code=error.status_code,
-            type=error.type,
-            code=error.code,
-            param=error.param,
-            request_id=error.request_id,
-            retry_after=error.retry_after,
-            should_retry=error.should_retry,
-        )
 
 
 class AuthenticationError(APIError):
@@ -267,6 +272,11 @@ class JobTimedOut(JobOutcomeError):
     """The deadline passed before the job ended; the job was cancelled (see its status and ``reason``)."""
 
 
+class JobGone(JobOutcomeError):
+    """The job no longer exists on the server (404 while it was followed: deleted, or past its retention).
+    ``job`` is its last known state; what became of it is unknown."""
+
+
 class ToolCallError(JobOutcomeError):
     """A tool call could not be answered: no handler for the function, or its handler raised.
 
@@ -303,8 +313,9 @@ class ResponseMayExistError(OpenAIRunsError):
     The Responses API has no idempotency key and no way to list or find a response, so a second create
     could start a second response that nothing would ever cancel. The response, if it exists, carries
     :attr:`idempotency_key` in its ``metadata`` (under ``prefect_openai_runs_idempotency_key``): look for
-    it in the provider's dashboard or logs; it ends by itself (a background response is kept about
-    10 minutes unless stored).
+    it in the provider's dashboard or logs. Nothing cancels it: it runs until it ends by itself (or is
+    cancelled by hand from there). Its data is then kept for a while (about 10 minutes for polling unless
+    stored; Azure keeps 30 days), which says nothing of how long it runs.
 
     Attributes:
         idempotency_key: The key put in the response's metadata.
@@ -343,6 +354,7 @@ __all__ = [
     "JobCancelled",
     "JobExpired",
     "JobFailed",
+    "JobGone",
     "JobIncomplete",
     "JobOutcomeError",
     "JobTimedOut",

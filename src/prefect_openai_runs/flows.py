@@ -9,11 +9,10 @@ with one of :class:`~prefect_openai_runs.exceptions.RunOutcomeError`'s family.
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prefect import Task, flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from prefect_openai_runs._deadline import deadline_scope
 from prefect_openai_runs._intents import find_intent
@@ -26,9 +25,10 @@ from prefect_openai_runs._lifecycle._sync._driver import run_job
 from prefect_openai_runs._lifecycle._sync._runs import RunsApi, RunSpec
 from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import ArtifactExtras
+from prefect_openai_runs._tool_tasks import ToolHandler, call_tool
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client._operations import check_id, refused_outright, with_idempotency_key
-from prefect_openai_runs.exceptions import OpenAIRunsError, ToolCallError
+from prefect_openai_runs.exceptions import OpenAIRunsError
 from prefect_openai_runs.guard import cancel_orphaned_runs
 from prefect_openai_runs.models import CreateMessageParams, CreateRunParams, CreateThreadParams, Run
 from prefect_openai_runs.tasks import (
@@ -38,8 +38,6 @@ from prefect_openai_runs.tasks import (
     thread_for,
     wait_for_runs,
 )
-
-ToolHandler = Callable[..., Any]
 
 
 def _message_params(messages: Sequence[str | Mapping[str, Any]] | None) -> list[CreateMessageParams]:
@@ -60,24 +58,6 @@ def _prompt_of(messages: Sequence[str | Mapping[str, Any]] | None) -> str | None
     return "\n\n".join(texts) or None
 
 
-def _as_task(name: str, handler: ToolHandler, timeout_seconds: float | None) -> Task[..., Any]:
-    """The handler as a Prefect task named after the tool, taking the model's arguments as ONE dict: an
-    argument named like a Prefect call option (``return_state``, ``wait_for``) reaches the handler as is.
-    It may run at most ``timeout_seconds`` (what is left of the deadline)."""
-    call = handler.fn if isinstance(handler, Task) else handler
-
-    def run_tool(arguments: dict[str, Any]) -> Any:
-        return call(**arguments)
-
-    options: dict[str, Any] = {"name": f"tool {name}", "cache_policy": NO_CACHE, "timeout_seconds": timeout_seconds}
-    if isinstance(handler, Task):  # keep what the user's task says (its name, retries, a shorter timeout)
-        own = handler.timeout_seconds
-        options.update(name=handler.name, retries=handler.retries, retry_delay_seconds=handler.retry_delay_seconds)
-        if own is not None and (timeout_seconds is None or own < timeout_seconds):
-            options["timeout_seconds"] = own
-    return task(**options)(run_tool)
-
-
 def answer_tool_calls(
     run: Run, handlers: Mapping[str, ToolHandler], timeout_seconds: float | None = None
 ) -> dict[str, str]:
@@ -91,27 +71,10 @@ def answer_tool_calls(
     Raises:
         ToolCallError: A function has no handler, its arguments are not JSON, or its handler raised.
     """
-    outputs: dict[str, str] = {}
-    for call in run.tool_calls:
-        name = call.function.name
-        handler = handlers.get(name)
-        if handler is None:
-            known = ", ".join(sorted(handlers)) or "none"
-            raise ToolCallError(
-                run, f"the run called function {name!r}, which has no tool handler (handlers: {known})", name
-            )
-        try:
-            arguments = json.loads(call.function.arguments or "{}")
-        except ValueError as exc:
-            raise ToolCallError(run, f"function {name!r} was called with arguments that are not JSON", name) from exc
-        if not isinstance(arguments, dict):
-            raise ToolCallError(run, f"function {name!r} was called with arguments that are not a JSON object", name)
-        try:
-            value = _as_task(name, handler, timeout_seconds)(arguments)
-        except Exception as exc:
-            raise ToolCallError(run, f"the tool handler of {name!r} raised {type(exc).__name__}: {exc}", name) from exc
-        outputs[call.id] = value if isinstance(value, str) else json.dumps(value, default=str)
-    return outputs
+    return {
+        call.id: call_tool(run, call.function.name, call.function.arguments, handlers, timeout_seconds)
+        for call in run.tool_calls
+    }
 
 
 class _ToolAnswers:

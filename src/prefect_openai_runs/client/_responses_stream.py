@@ -33,7 +33,7 @@ class ResponseStreamCodec:
 
     Attributes:
         response_id: The response the stream is about, once an event named it.
-        last_sequence: The ``sequence_number`` of the last event seen (``None`` before the first).
+        last_sequence: The ``sequence_number`` of the last event that had one (``None`` before the first).
     """
 
     def __init__(self, secrets: list[str]) -> None:
@@ -56,7 +56,7 @@ class ResponseStreamCodec:
             detail = event.error
             text = mask_secrets(f"{detail.code or 'error'}: {detail.message}" if detail else "no detail", self._secrets)
             raise StreamError(f"the server sent an error event about response {self.response_id or '?'}: {text}")
-        if event.type != STREAM_DONE:
+        if event.type != STREAM_DONE and event.sequence_number is not None:
             self.last_sequence = event.sequence_number
         return event
 

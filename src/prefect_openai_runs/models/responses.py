@@ -270,9 +270,11 @@ RESPONSE_ERROR_EVENT = "error"
 class ResponseStreamEvent(APIObject):
     """One server-sent event of a response's stream (the spec's ``ResponseStreamEvent``).
 
-    Every event has a ``type`` and a ``sequence_number`` (the cursor to resume after, with
-    ``starting_after``). Lifecycle events carry the ``response``; an ``error`` event carries
-    ``code``, ``message`` and ``param``. Other events (deltas, output items) keep their fields as extras.
+    Every event has a ``type`` and, per the spec, a ``sequence_number`` (the cursor to resume after, with
+    ``starting_after``); an event without one is still read (``None``: it moves no cursor), so a
+    ``response.created`` that lacks it still names the response (which can then be cancelled).
+    Lifecycle events carry the ``response``; an ``error`` event carries ``code``, ``message`` and
+    ``param``. Other events (deltas, output items) keep their fields as extras.
 
     Example:
         ```python
@@ -283,7 +285,7 @@ class ResponseStreamEvent(APIObject):
     """
 
     type: str
-    sequence_number: int
+    sequence_number: int | None = None
     response: Response | None = None
     code: str | None = None
     message: str | None = None

@@ -183,6 +183,9 @@ class ApiGate:
             elif rule is not None and rule.kind in STREAM_FAULT_KINDS and message.get("body"):
                 if events_sent >= rule.after_events and rule.kind == "cut_stream":
                     await self._cut(ex, rule, raw_send)
+                elif events_sent >= rule.after_events and rule.kind == "end_stream":
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    raise _Dropped  # the app's stream goes no further on this request
                 elif events_sent >= rule.after_events:
                     await self._stall(ex, rule, receive, raw_send)
                 events_sent += 1

@@ -12,9 +12,17 @@ from typing import Any, Literal
 
 from ._errors import status_error_body
 
-FaultKind = Literal["status", "hang", "drop_before", "drop_after", "cut_stream", "stall_stream"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("status", "hang", "drop_before", "drop_after", "cut_stream", "stall_stream")
-STREAM_FAULT_KINDS: frozenset[FaultKind] = frozenset({"cut_stream", "stall_stream"})
+FaultKind = Literal["status", "hang", "drop_before", "drop_after", "cut_stream", "stall_stream", "end_stream"]
+FAULT_KINDS: tuple[FaultKind, ...] = (
+    "status",
+    "hang",
+    "drop_before",
+    "drop_after",
+    "cut_stream",
+    "stall_stream",
+    "end_stream",
+)
+STREAM_FAULT_KINDS: frozenset[FaultKind] = frozenset({"cut_stream", "stall_stream", "end_stream"})
 """The kinds that only match requests asking for an event stream."""
 
 
@@ -40,20 +48,23 @@ class FaultRule:
           stream starts, then, after ``after_events`` events, nothing more is sent and the connection is
           kept open until the client disconnects (recorded with status 499), ``hang_seconds`` pass or the
           emulator closes; then the connection is closed. The run itself goes on.
+        * ``end_stream``: only for requests that ask for an event stream, like ``cut_stream``. After
+          ``after_events`` events the stream ends cleanly (its body is complete, the connection kept),
+          without its terminal event: a server closing a stream early. The job itself goes on.
 
     Attributes:
         method: HTTP method to match, None for any.
         path: Regex searched in the request path (``/v1/...``).
         kind: One of ``status``, ``hang``, ``drop_before``, ``drop_after``, ``cut_stream``,
-            ``stall_stream``.
+            ``stall_stream``, ``end_stream``.
         status: Status code for ``status`` faults.
         headers: Extra response headers for ``status`` faults.
         body: JSON body for ``status`` faults.
         raw_body: Text sent verbatim: the whole body of a ``status`` fault (instead of ``body``), or
             what a ``cut_stream`` fault writes just before the cut.
         hang_seconds: Delay for ``hang`` faults; the longest a ``stall_stream`` fault keeps the connection.
-        after_events: Events a ``cut_stream`` or ``stall_stream`` fault lets through before the cut or
-            the stall.
+        after_events: Events a ``cut_stream``, ``stall_stream`` or ``end_stream`` fault lets through
+            before the cut, the stall or the end.
         times: How many matching requests to affect (None: unlimited).
         probability: Chance that a matching request is affected.
         seed: Seed for ``probability`` draws, for a deterministic subset.

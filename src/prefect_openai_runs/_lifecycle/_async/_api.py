@@ -41,6 +41,10 @@ class AsyncJobApi(Protocol[J, S]):
     async def cancel(self, ref: JobRef) -> J | None:
         """Ask the server to cancel; ``None`` when it answers that the job cannot be cancelled (ended)."""
 
+    async def restream(self, ref: JobRef) -> Reader[J] | None:
+        """A fresh stream of the job's states after the last event seen, for a stream that went silent
+        (the caller lets the silent one go); ``None`` when the kind's streams cannot be resumed."""
+
 
 class JobHooks(Protocol[J_contra]):
     """What the core reports, as it happens (logs, events, artifacts: see ``_recording``)."""

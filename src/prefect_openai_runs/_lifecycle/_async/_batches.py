@@ -66,3 +66,7 @@ class AsyncBatchesApi:
             return await self.client.cancel_batch(ref.id)
         except BatchNotCancellableError:
             return None
+
+    async def restream(self, ref: JobRef) -> Reader[Batch] | None:
+        """``None``: a batch has no stream."""
+        return None

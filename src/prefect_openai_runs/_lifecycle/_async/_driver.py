@@ -28,8 +28,10 @@ from prefect_openai_runs.exceptions import (
     APIConnectionError,
     APIError,
     InvalidResponseError,
+    JobGone,
     JobOutcomeError,
     JobTimedOut,
+    NotFoundError,
     OpenAIRunsError,
     StreamError,
 )
@@ -45,6 +47,11 @@ RECHECK_CANCELLED_DELAY = 1.0
 """How long after a job is seen ``cancelled`` it is read once more, for kinds whose cancel is best effort."""
 CANCEL_REQUEST_SECONDS = 5.0
 """The least time the cancel request itself is given, even with ``cancel_wait_seconds=0``."""
+STALL_SECONDS = 20.0
+"""How long a job's stream may stay silent (open, no event) before the job is read with a GET: ended, it
+is taken; still active, its stream is resumed where the kind allows (else read on)."""
+GONE_REASON = "no longer exists (deleted or past retention)"
+"""Why a job known to exist ended when the API answers 404 for it."""
 
 
 class AsyncSteps(Protocol):
@@ -84,15 +91,19 @@ async def follow(api: AsyncJobApi[J, Any], follower: JobFollower[J], events: Rea
 
     Raises:
         JobTimedOut: The deadline passed first (the job is *not* cancelled here).
+        JobGone: The API answered 404 for the job once known (deleted, or past its retention).
     """
     with _deadline.deadline_scope(follower.deadline):
         if events is not None:
             try:
                 while not follower.settled:
-                    item = await events.next(follower.remaining, follower.tick)
-                    if item is None:
+                    item = await events.next(min(follower.remaining, STALL_SECONDS), follower.tick)
+                    if item is not None:
+                        follower.take(item)
+                    elif events.ended or follower.timed_out:
                         break
-                    follower.take(item)
+                    else:
+                        events = await _silent(api, follower, events)
             except FALLBACK_ERRORS as exc:
                 get_logger().info("The event stream of %s broke (%s); polling instead", follower.ref.describe(), exc)
             finally:
@@ -110,6 +121,10 @@ async def follow(api: AsyncJobApi[J, Any], follower: JobFollower[J], events: Rea
                     continue
                 try:
                     polled = await api.poll(follower.ref)
+                except NotFoundError as exc:
+                    if follower.job is None:
+                        raise
+                    raise JobGone(follower.job, GONE_REASON) from exc
                 except OpenAIRunsError as exc:
                     if follower.job is None or not (is_retryable(exc) or follower.timed_out):
                         raise
@@ -122,6 +137,32 @@ async def follow(api: AsyncJobApi[J, Any], follower: JobFollower[J], events: Rea
         except StopIteration as done:
             job: J = done.value
             return job
+
+
+async def _silent(api: AsyncJobApi[J, Any], follower: JobFollower[J], events: Reader[J]) -> Reader[J]:
+    """After :data:`STALL_SECONDS` without an event: the job read with a GET; still active, its stream
+    resumed (the silent one let go) where the kind allows, else the same stream read on.
+
+    Raises:
+        JobGone: The API answered 404 for the job (deleted, or past its retention).
+    """
+    get_logger().info("No event on the stream of %s for %gs; reading it", follower.ref.describe(), STALL_SECONDS)
+    try:
+        follower.observe(await api.get(follower.ref))
+    except NotFoundError as exc:
+        if follower.job is None:
+            raise
+        raise JobGone(follower.job, GONE_REASON) from exc
+    except OpenAIRunsError as exc:
+        get_logger().warning("Reading %s failed (%s); reading its stream on", follower.ref.describe(), exc)
+        return events
+    if follower.settled:
+        return events
+    fresh = await api.restream(follower.ref)
+    if fresh is None:
+        return events
+    events.close_soon()
+    return fresh
 
 
 async def cancel_job(api: AsyncJobApi[J, Any], ref: JobRef, wait_seconds: float) -> CancelResult[J]:
@@ -182,8 +223,11 @@ async def end_job(
     steps: AsyncSteps = INLINE,
 ) -> Ending[J]:
     """The one way a job ends: cancel it if still active, wait for the cancel, read it again, decide the
-    honest outcome, log it and record it (event, artifact) through ``hooks``. Its requests do not wait for
-    a turn under the rate limit: a ``retry-after`` must not hold a job's end.
+    honest outcome, log it and record it (event, artifact) through ``hooks``. A job of a kind whose cancel
+    is best effort, seen cancelled without a cancel of ours, is read once more after
+    :data:`RECHECK_CANCELLED_DELAY` (at most ``cancel_wait_seconds``). A job the API no longer knows
+    (:class:`~prefect_openai_runs.exceptions.JobGone`, or a 404 to the cancel) is recorded as last seen.
+    Its requests do not wait for a turn under the rate limit: a ``retry-after`` must not hold a job's end.
 
     Args:
         api: The job's API.
@@ -196,16 +240,25 @@ async def end_job(
     """
     kind = api.kind
     deadline_passed = follower.timed_out
+    if isinstance(failure, JobGone):
+        return _gone(follower, failure, hooks)
     with _deadline.deadline_scope(time.monotonic() + max(cancel_wait_seconds, CANCEL_REQUEST_SECONDS)), unpaced():
         job = follower.job if follower.job is not None else await api.get(follower.ref)
         follower.observe(job)
+        recheck = kind.recheck_cancelled and kind.is_cancelled(job) and cancel_wait_seconds > 0
+        if recheck:  # cancelled by someone else, best effort: it has been seen to complete after all
+            job = await _read_again(api, follower, min(RECHECK_CANCELLED_DELAY, cancel_wait_seconds))
     cancel: CancelResult[J] | None = None
     if not kind.is_terminal(job):
         cause = reason or cancel_reason(failure, deadline_passed)
         runner = INLINE if _interruption(failure) else steps
-        cancel = await runner.run(
-            f"Cancel OpenAI {kind.name}", lambda: cancel_job(api, follower.ref, cancel_wait_seconds)
-        )
+        try:
+            cancel = await runner.run(
+                f"Cancel OpenAI {kind.name}", lambda: cancel_job(api, follower.ref, cancel_wait_seconds)
+            )
+        except (NotFoundError, JobGone) as exc:
+            gone = exc if isinstance(exc, JobGone) else JobGone(job, GONE_REASON)
+            return _gone(follower, gone, hooks, cause)
         follower.observe(cancel.job)
         job = cancel.job
         log_cancel(kind, cancel, cause)
@@ -214,6 +267,8 @@ async def end_job(
         why = failure.reason
     elif isinstance(failure, JobTimedOut) and kind.is_completed(job):
         why = "completed just before the deadline"
+    elif recheck and not kind.is_cancelled(job):
+        why = reason or f"seen cancelled (not by this flow), then {kind.status(job)} when read again"
     else:
         why = reason or f"ended {kind.status(job)}"
     error = honest_outcome(kind, job, failure, why, cancel)
@@ -226,6 +281,28 @@ async def end_job(
 
 WAITS_FOR_CALLER = "waits for the caller's answer (tool outputs); returned to the caller, still active"
 """Why a ``wait_for_*`` task returned a job that needs action, on its card."""
+
+
+async def _read_again(api: AsyncJobApi[J, Any], follower: JobFollower[J], delay: float) -> J:
+    """The job read once more after ``delay`` (its last known state if it is gone meanwhile)."""
+    await sleep(delay)
+    try:
+        job = await api.get(follower.ref)
+    except NotFoundError:
+        assert follower.job is not None
+        return follower.job
+    follower.observe(job)
+    return job
+
+
+def _gone(follower: JobFollower[J], gone: JobGone, hooks: JobHooks[J] | None, cause: str | None = None) -> Ending[J]:
+    """The end of a job the API no longer knows (404): recorded with its last known state, never cancelled."""
+    job: J = gone.job
+    why = gone.reason if cause is None else f"{cause}; then it {gone.reason}"
+    get_logger().warning("%s %s; last seen %s", follower.ref.describe(), GONE_REASON, follower.kind.status(job))
+    if hooks is not None:
+        hooks.ended(job, follower.timeline, why)
+    return Ending(job, why, None, JobGone(job, why))
 
 
 async def wait_job(

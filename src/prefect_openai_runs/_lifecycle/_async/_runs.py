@@ -109,6 +109,10 @@ class AsyncRunsApi:
         except RunNotCancellableError:
             return None
 
+    async def restream(self, ref: JobRef) -> Reader[Run] | None:
+        """``None``: a run's stream cannot be resumed (a silent one is read on)."""
+        return None
+
     async def submit_tool_outputs(
         self, run: Run, outputs: dict[str, str], stream: bool
     ) -> tuple[Run | None, Reader[Run] | None]:

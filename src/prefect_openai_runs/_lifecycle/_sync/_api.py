@@ -42,6 +42,10 @@ class JobApi(Protocol[J, S]):
     def cancel(self, ref: JobRef) -> J | None:
         """Ask the server to cancel; ``None`` when it answers that the job cannot be cancelled (ended)."""
 
+    def restream(self, ref: JobRef) -> Reader[J] | None:
+        """A fresh stream of the job's states after the last event seen, for a stream that went silent
+        (the caller lets the silent one go); ``None`` when the kind's streams cannot be resumed."""
+
 
 class JobHooks(Protocol[J_contra]):
     """What the core reports, as it happens (logs, events, artifacts: see ``_recording``)."""

@@ -67,3 +67,7 @@ class BatchesApi:
             return self.client.cancel_batch(ref.id)
         except BatchNotCancellableError:
             return None
+
+    def restream(self, ref: JobRef) -> Reader[Batch] | None:
+        """``None``: a batch has no stream."""
+        return None

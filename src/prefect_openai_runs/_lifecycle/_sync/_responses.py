@@ -37,6 +37,9 @@ deadline: a create cut short cannot be found again, so learning the response's i
 it at once) is worth a few seconds more than losing it."""
 BROKEN_STREAM_ERRORS = (StreamError, APIConnectionError, InvalidResponseError, InternalServerError)
 """Failures of a response's stream after which it is resumed (when it had made progress)."""
+MAX_EARLY_END_RESUMES = 3
+"""How many times a stream the server ended cleanly before the response's terminal event (the response
+still active) is resumed before following goes on by polling."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,13 @@ class ResponseSpec:
 
 @dataclass
 class StreamCursor:
-    """Where a response's stream is: the response and the last sequence number seen."""
+    """Where a response's stream is: the response, the last sequence number seen, whether the last state
+    seen is still active, and how many early ends were resumed."""
 
     response_id: str | None = None
     last: int | None = None
+    active: bool = True
+    early_ends: int = 0
 
 
 class ResponsesApi:
@@ -68,6 +74,7 @@ class ResponsesApi:
 
     def __init__(self, client: ResponsesClient) -> None:
         self.client = client
+        self._cursors: dict[str, StreamCursor] = {}
 
     def start(self, spec: ResponseSpec, stream: bool) -> tuple[Response, Reader[Response] | None]:
         """Create the response (``background: true``), streamed when asked.
@@ -96,22 +103,32 @@ class ResponsesApi:
             raise ResponseMayExistError(
                 "no event came before the stream ended or the deadline passed", idempotency_key=spec.key
             )
+        self._cursors[first.id] = cursor
         return first, events
 
     def follow_stream(self, ref: JobRef) -> Reader[Response]:
         """The states of an existing background response from its resumed stream (every event kept, then
         the live ones); it ends (and following polls) when resuming is refused or fails."""
-        cursor = StreamCursor(response_id=ref.id)
+        cursor = self._cursors[ref.id] = StreamCursor(response_id=ref.id)
         return Reader(self.states(self.client.resume_stream(ref.id), cursor))
+
+    def restream(self, ref: JobRef) -> Reader[Response] | None:
+        """The response's stream again, after the last event seen (its stalled stream is let go by the
+        caller); every event when none was seen here."""
+        cursor = self._cursors.setdefault(ref.id, StreamCursor(response_id=ref.id))
+        get_logger().info("Resuming the stalled stream of response %s after event %s", ref.id, cursor.last)
+        return Reader(self.states(self.client.resume_stream(ref.id, cursor.last), cursor))
 
     def states(self, events: Iterator[ResponseStreamEvent], cursor: StreamCursor) -> Iterator[Response]:
         """The response states a stream's lifecycle events carry, in order, across drops.
 
         When the stream breaks after making progress, it is resumed with
         ``GET /responses/{id}?stream=true&starting_after=<last sequence number>``. It ends, and
-        following goes on by polling, after the terminal event, when the server closes it cleanly (a
-        cancelled response has no stream event), when a resumed stream brings nothing new, or when
-        resuming is refused (not background, or older than about 5 minutes) or fails.
+        following goes on by polling, after the terminal event, when a resumed stream brings nothing new,
+        or when resuming is refused (not background, or older than about 5 minutes) or fails. A stream
+        the server closes cleanly while the response is still active (a cancelled response has no stream
+        event; a server may end a stream early) is resumed too, at most :data:`MAX_EARLY_END_RESUMES`
+        times.
         """
         stream = events
         while True:
@@ -119,9 +136,11 @@ class ResponsesApi:
             try:
                 for event in stream:
                     progressed = True
-                    cursor.last = event.sequence_number
+                    if event.sequence_number is not None:
+                        cursor.last = event.sequence_number
                     if event.response is not None:
                         cursor.response_id = event.response.id
+                        cursor.active = not event.response.is_terminal
                         yield event.response
                     if event.is_terminal:
                         return
@@ -137,8 +156,12 @@ class ResponsesApi:
                 return
             finally:
                 close_stream(stream)
-            if not (broken and progressed) or cursor.response_id is None:
+            if not progressed or cursor.response_id is None:
                 return
+            if not broken:  # ended cleanly before its terminal event
+                if not cursor.active or cursor.early_ends >= MAX_EARLY_END_RESUMES:
+                    return
+                cursor.early_ends += 1
             get_logger().info("Resuming the stream of response %s after event %s", cursor.response_id, cursor.last)
             stream = self.client.resume_stream(cursor.response_id, cursor.last)
 

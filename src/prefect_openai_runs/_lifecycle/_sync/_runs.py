@@ -110,6 +110,10 @@ class RunsApi:
         except RunNotCancellableError:
             return None
 
+    def restream(self, ref: JobRef) -> Reader[Run] | None:
+        """``None``: a run's stream cannot be resumed (a silent one is read on)."""
+        return None
+
     def submit_tool_outputs(
         self, run: Run, outputs: dict[str, str], stream: bool
     ) -> tuple[Run | None, Reader[Run] | None]:

@@ -46,6 +46,8 @@ def test_completed_response_is_returned_with_its_artifact(
     markdown = response_markdown(response.id)
     assert "**completed**" in markdown and "The answer is 42." in markdown
     assert "input 30, cached 7, output 12, reasoning 5, total **42**" in markdown
+    assert "## Prompt" in markdown and "What is it?" in markdown and "of a 600 s deadline" in markdown
+    assert "Whole flow run (every job it made, retries included)" in markdown
     seen = ("queued", "in_progress", "completed") if stream else ("queued", "completed")  # a poll skips a 0.2 s status
     assert all(f"| {status} |" in markdown for status in seen)
     polls = runs_emulator.request_count("GET", rf"^/v1/responses/{response.id}$")

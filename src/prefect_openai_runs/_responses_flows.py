@@ -10,6 +10,7 @@ outcome family (:class:`~prefect_openai_runs.exceptions.JobOutcomeError`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from prefect_openai_runs._lifecycle._steps import STEPS
 from prefect_openai_runs._lifecycle._sync._driver import run_job
 from prefect_openai_runs._lifecycle._sync._responses import ResponsesApi, ResponseSpec
 from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs._recording import ArtifactExtras
 from prefect_openai_runs._responses_tasks import build_response_params
 from prefect_openai_runs._tool_tasks import ToolHandler, call_tool
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
@@ -142,7 +144,9 @@ def run_response(
     deadline = time.monotonic() + max_wait_seconds
     with resolve_credentials(credentials).get_responses_client() as client:
         api = ResponsesApi(client)
-        hooks = ResponseHooks(max_wait_seconds)
+        prompt = input if isinstance(input, str) else json.dumps(input, default=str)
+        extras = ArtifactExtras(prompt=prompt, deadline_seconds=max_wait_seconds, sum_flow_usage=True)
+        hooks = ResponseHooks(max_wait_seconds, extras=extras)
         request = first
         while True:
             key = logical_key("response")

@@ -5,7 +5,8 @@ Reads the lower bounds of ``[project] dependencies`` in ``pyproject.toml`` (``pr
 ``prefect==3.1``), builds a separate virtual environment (``.venv-floors``, rebuilt every time) with exactly
 those versions pinned as pip constraints, installs the package and the test tools of its ``dev`` extra there, checks pip
 really installed the floors, and runs a meaningful subset of the tests: models, retries, both clients over
-HTTP to the emulator, keys and errors, proxies, event streams, the emulator's lifecycle, the block catalog.
+HTTP to the emulator, keys and errors, proxies, event streams, the emulator's lifecycle, the block catalog,
+the flows on a real Prefect server and the run recording.
 
 Why the floors are what they are: tenacity 8.3 brought ``stop_before_delay``; Prefect 3.2 brought the sync
 client's ``read_artifacts`` and ``update_artifact`` (the run recording uses them); pydantic 2.9.1 is the
@@ -38,6 +39,8 @@ TESTS = [
     "tests/test_sse.py",
     "tests/test_emulator_lifecycle.py",
     "tests/test_block_catalog.py",
+    "tests/test_flows.py",
+    "tests/test_recording_artifacts.py",
 ]
 
 CHECK_INSTALLED = """

@@ -38,6 +38,7 @@ from prefect_openai_runs.exceptions import (
     RunOutcomeError,
     RunTimedOut,
     ToolCallError,
+    UntrustedCertificateError,
 )
 from prefect_openai_runs.jobs import OpenAIAssistantJobRun, OpenAIAssistantRun
 from prefect_openai_runs.models import Response, ResponseStatus, Run, RunStatus
@@ -82,5 +83,6 @@ __all__ = [
     "RunsClient",
     "StatusChange",
     "ToolCallError",
+    "UntrustedCertificateError",
     "__version__",
 ]

@@ -197,6 +197,15 @@ class APIConnectionError(OpenAIRunsError):
         self.request_sent = request_sent
 
 
+class UntrustedCertificateError(APIConnectionError):
+    """The server's TLS certificate is not trusted (``certificate verify failed``); never retried, since
+    sending again cannot change it. Set ``SSL_CERT_FILE`` (or ``SSL_CERT_DIR``) to the CA bundle that
+    signed it, as for httpx."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, request_sent=False)
+
+
 class APITimeoutError(APIConnectionError):
     """The request timed out; the server may still have applied it."""
 
@@ -376,5 +385,6 @@ __all__ = [
     "StreamResumeRefusedError",
     "ToolCallError",
     "UnprocessableEntityError",
+    "UntrustedCertificateError",
     "describe_job",
 ]

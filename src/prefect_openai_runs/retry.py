@@ -35,6 +35,7 @@ from prefect_openai_runs.exceptions import (
     APIError,
     APITimeoutError,
     InternalServerError,
+    UntrustedCertificateError,
 )
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -48,11 +49,11 @@ def is_retryable(exc: BaseException) -> bool:
         exc: The exception the attempt raised.
 
     Returns:
-        ``True`` for connection errors, timeouts, 408, 409, 429 and 5xx, unless the server's
-        ``x-should-retry`` header said otherwise; ``False`` for everything else.
+        ``True`` for connection errors (but an untrusted TLS certificate), timeouts, 408, 409, 429 and
+        5xx, unless the server's ``x-should-retry`` header said otherwise; ``False`` for everything else.
     """
     if isinstance(exc, APIConnectionError):
-        return True
+        return not isinstance(exc, UntrustedCertificateError)
     if not isinstance(exc, APIError):
         return False
     if exc.should_retry is not None:

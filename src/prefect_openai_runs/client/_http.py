@@ -36,6 +36,7 @@ from prefect_openai_runs.exceptions import (
     RunNotCancellableError,
     StreamResumeRefusedError,
     UnprocessableEntityError,
+    UntrustedCertificateError,
 )
 from prefect_openai_runs.models import ErrorBody
 
@@ -357,6 +358,8 @@ def transport_error(exc: httpx.HTTPError, call: Call, secrets: list[str]) -> API
     message = mask_secrets(message, secrets)
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(message, request_sent=not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)))
+    if "certificate verify failed" in text.lower():
+        return UntrustedCertificateError(message)
     return APIConnectionError(message, request_sent=not isinstance(exc, httpx.ConnectError))
 
 

@@ -17,11 +17,10 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import flow
-
 from prefect_openai_runs import _deadline
 from prefect_openai_runs._batch_run import BatchRunResult, collect_results, input_file_for, start_batch
 from prefect_openai_runs._batches_tasks import batch_params
+from prefect_openai_runs._flow_parameters import requests_summary_flow
 from prefect_openai_runs._lifecycle._async._batches import AsyncBatchesApi
 from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
 from prefect_openai_runs._lifecycle._batch_kind import BATCH, BATCH_SCHEDULE, DEFAULT_BATCH_CANCEL_WAIT_SECONDS
@@ -166,7 +165,9 @@ def _final(fan: FanOut[Batch]) -> list[Batch]:
     return final
 
 
-@flow(name="run-batch", description="Run requests through the OpenAI Batch API; cancel on every other path.")
+@requests_summary_flow(
+    name="run-batch", description="Run requests through the OpenAI Batch API; cancel on every other path."
+)
 def run_batch(
     credentials: OpenAICredentials | str,
     requests: list[Any] | str | Path,
@@ -184,6 +185,10 @@ def run_batch(
     200 MB) is split into several batches, followed together, their results merged. Each batch carries an
     idempotency key (in its metadata and its input file's name): a Prefect retry of the flow finds the
     files and batches its earlier attempt made and follows them instead of creating new ones.
+
+    The requests are not stored on the Prefect server: the flow run's ``requests`` parameter reads
+    ``"<3,000 batch requests>"`` for a list (a path is stored as it is), so users' prompts stay out of
+    Prefect's database and a large list does not exceed its 512 KB limit on parameters.
 
     Nothing waits past ``max_wait_seconds`` (plus the cancel's wait). On every path other than completion
     (the deadline, the flow's ``timeout_seconds``, a cancellation, a batch that fails or expires while its

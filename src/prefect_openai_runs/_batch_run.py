@@ -13,19 +13,20 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from prefect_openai_runs._intents import find_intent
-from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
+from prefect_openai_runs._intents import INTENT_CLOCK_MARGIN_SECONDS, Intent, find_intent
+from prefect_openai_runs._lifecycle._batch_hooks import IDEMPOTENCY_LABEL, BatchHooks
 from prefect_openai_runs._lifecycle._batch_kind import BATCH
 from prefect_openai_runs._lifecycle._kinds import worth_reattaching
 from prefect_openai_runs._lifecycle._sync._backend import sleep
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
 from prefect_openai_runs._lifecycle._sync._driver import start_job
 from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs._recording import current_flow_run_id, labelled_jobs
 from prefect_openai_runs.batch_files import BatchResults, Outputs, read_results
-from prefect_openai_runs.client import BatchesClient
+from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY, BatchesClient
 from prefect_openai_runs.exceptions import NotFoundError
 from prefect_openai_runs.models import Batch, BatchLineError, BatchUsage, CreateBatchParams, FileObject
 
@@ -108,6 +109,32 @@ def input_file_for(client: BatchesClient, path: str | os.PathLike[str], key: str
     return uploaded.id
 
 
+def recorded_batch(client: BatchesClient, key: str) -> Batch | None:
+    """The batch keyed ``key`` whose creation an earlier attempt recorded in this flow run, read by its id."""
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return None
+    for ref in labelled_jobs(flow_run_id, BATCH.name, IDEMPOTENCY_LABEL, key):
+        try:
+            batch = client.get_batch(ref.id)
+        except NotFoundError:
+            continue
+        if (batch.metadata or {}).get(IDEMPOTENCY_METADATA_KEY) == key:
+            return batch
+    return None
+
+
+def earlier_batch(api: BatchesApi, spec: BatchSpec, intent: Intent) -> Batch | None:
+    """The batch an earlier attempt created with the spec's key (its ``intent``), however long ago: read by its id when
+    that attempt recorded it, else searched for (paging ``GET /batches``) back to the intent's time, less
+    :data:`INTENT_CLOCK_MARGIN_SECONDS`."""
+    found = recorded_batch(api.client, spec.key)
+    if found is not None:
+        return found
+    not_before = None if intent.at is None else intent.at - INTENT_CLOCK_MARGIN_SECONDS
+    return api.recover(replace(spec, not_before=not_before))
+
+
 def start_batch(client: BatchesClient, params: CreateBatchParams, key: str, hooks: BatchHooks) -> Batch:
     """Create the batch keyed ``key``, or find the one an earlier attempt created (its intent was
     recorded), recording the intent first and the batch at once.
@@ -118,8 +145,9 @@ def start_batch(client: BatchesClient, params: CreateBatchParams, key: str, hook
     """
     api = BatchesApi(client)
     spec = BatchSpec(params, key)
-    if find_intent(key) is not None:
-        found = api.recover(spec)
+    earlier = find_intent(key)
+    if earlier is not None:
+        found = earlier_batch(api, spec, earlier)
         if found is not None:
             if worth_reattaching(BATCH, found):
                 get_logger().info("Found batch %s, created by an earlier attempt: following it", found.id)

@@ -140,7 +140,6 @@ class _Batches:
                 except OpenAIRunsError as exc:
                     get_logger().error("Could not cancel or record OpenAI batch %s: %s", batch.id, exc)
 
-
     def _find_creating(self, api: BatchesApi) -> None:
         """Add the batch whose create was interrupted, if the server has it."""
         if self.creating is None:

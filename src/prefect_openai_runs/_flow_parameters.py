@@ -14,8 +14,8 @@ from collections.abc import Callable, Sized
 from typing import Any, TypeVar
 
 from prefect import Flow
+from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
-from prefect.states import State
 from typing_extensions import ParamSpec
 
 P = ParamSpec("P")

@@ -12,8 +12,11 @@ from prefect_openai_runs._lifecycle._batch_kind import describe_errors
 from prefect_openai_runs._lifecycle._follower import StatusChange
 from prefect_openai_runs._lifecycle._hooks import PrefectJobHooks
 from prefect_openai_runs._recording import JobView, ProgressReporter
+from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY
 from prefect_openai_runs.models import Batch, BatchLineError
 
+IDEMPOTENCY_LABEL = "openai.idempotency_key"
+"""The batch card's metadata label holding its idempotency key (what a retry finds its batch by)."""
 FIRST_LINE_ERRORS = 10
 """Failed requests quoted in a batch's card."""
 
@@ -66,7 +69,10 @@ def batch_view(batch: Batch, line_errors: Sequence[tuple[str, BatchLineError]] =
             "input_file_id": batch.input_file_id,
             "request_counts": json.loads(counts.model_dump_json()) if counts else None,
         },
-        labels={"openai.file.id": batch.input_file_id or ""},
+        labels={
+            "openai.file.id": batch.input_file_id or "",
+            IDEMPOTENCY_LABEL: (batch.metadata or {}).get(IDEMPOTENCY_METADATA_KEY, ""),
+        },
         error=validation or None,
     )
 

@@ -271,3 +271,26 @@ def test_events_and_a_progress_artifact_of_the_requests_done(
     assert ours[-1].payload["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
     [progress] = [a for a in flow_run_artifacts(state.state_details.flow_run_id) if a.type == "progress"]
     assert progress.data == 100.0
+
+
+def test_the_card_lists_the_first_failed_requests_once_the_results_are_in(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    runs_emulator.default_batch_script = BatchScript(
+        validating_seconds=0.01,
+        in_progress_seconds=0.05,
+        finalizing_seconds=0.01,
+        failing_ids=["b"],
+        error_code="server_error",
+        error_message="Upstream ```broke``` <b>badly</b>\nsecond line",
+    )
+    requests = [{"custom_id": cid, "body": {"model": "gpt-5-mini", "input": cid}} for cid in ("a", "b")]
+
+    [batch] = run_batch(credentials, requests, poll_schedule=FAST).batches
+
+    markdown = batch_markdown(batch.id)
+    assert "## First failed requests (1 shown)" in markdown
+    assert "b: HTTP 500 · server_error: Upstream ```broke``` <b>badly</b> second line" in markdown
+    section = markdown.split("## First failed requests")[1].split("\n## ")[0]
+    assert section.count("````") == 2, "fenced past the message's backticks, shown as it is"
+    assert "a:" not in section

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -174,9 +174,17 @@ def download_results(
         return read_results(*paths)
 
 
-def collect_results(client: BatchesClient, batches: Iterable[Batch]) -> BatchRunResult:
-    """Every batch's results merged (a batch without result files adds nothing but itself)."""
+def collect_results(
+    client: BatchesClient,
+    batches: Iterable[Batch],
+    on_results: Callable[[Batch, BatchResults], None] | None = None,
+) -> BatchRunResult:
+    """Every batch's results merged (a batch without result files adds nothing but itself); ``on_results``
+    sees each batch's own (e.g. to show its failed requests on its card)."""
     merged = BatchRunResult()
     for batch in batches:
-        merged.add(batch, download_results(client, batch))
+        results = download_results(client, batch)
+        if on_results is not None:
+            on_results(batch, results)
+        merged.add(batch, results)
     return merged

@@ -32,7 +32,14 @@ from prefect_openai_runs._lifecycle._outcome import cancel_reason
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
 from prefect_openai_runs._lifecycle._sync._driver import end_job
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs.batch_files import MAX_BYTES, MAX_LINES, BatchInputError, InputChunk, split_input
+from prefect_openai_runs.batch_files import (
+    MAX_BYTES,
+    MAX_LINES,
+    BatchInputError,
+    BatchResults,
+    InputChunk,
+    split_input,
+)
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client._sync._backend import SLICE
 from prefect_openai_runs.exceptions import JobOutcomeError, OpenAIRunsError
@@ -140,6 +147,12 @@ class _Batches:
                 except OpenAIRunsError as exc:
                     get_logger().error("Could not cancel or record OpenAI batch %s: %s", batch.id, exc)
 
+    def show_line_errors(self, batch: Batch, results: BatchResults) -> None:
+        """Show a batch's first failed requests on its card (once its results are downloaded)."""
+        hooks = self.hooks.get(batch.id)
+        if hooks is not None:
+            hooks.show_line_errors(results.errors)
+
     def _find_creating(self, api: BatchesApi) -> None:
         """Add the batch whose create was interrupted, if the server has it."""
         if self.creating is None:
@@ -243,9 +256,9 @@ def run_batch(
         except BaseException as exc:
             batches.end_all(exc)
             raise
-    flush_fan_out()  # the records written from the event loop, on the server before the task goes on
     with creds.get_batches_client() as client:
-        results = collect_results(client, _final(fan))
+        results = collect_results(client, _final(fan), on_results=batches.show_line_errors)
+    flush_fan_out()  # the records written from the event loop and the cards' failed requests, on the server
     if fan.failure is not None:
         if isinstance(fan.failure, JobOutcomeError):
             fan.failure.results = results

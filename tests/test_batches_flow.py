@@ -294,3 +294,27 @@ def test_the_card_lists_the_first_failed_requests_once_the_results_are_in(
     section = markdown.split("## First failed requests")[1].split("\n## ")[0]
     assert section.count("````") == 2, "fenced past the message's backticks, shown as it is"
     assert "a:" not in section
+
+
+def test_the_progress_of_a_batch_cancelled_midway_keeps_its_real_fraction(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    from flow_helpers import flow_run_artifacts
+
+    runs_emulator.default_batch_script = BatchScript(
+        validating_seconds=0.01, in_progress_seconds=4.0, cancelling_seconds=0.05
+    )
+
+    state = run_batch(
+        credentials, bodies(10), max_wait_seconds=1.0, cancel_wait_seconds=5.0, poll_schedule=FAST, return_state=True
+    )
+
+    assert state.is_failed()
+    [record] = runs_emulator.batches()
+    counts = record.object["request_counts"]
+    done = 100.0 * (counts["completed"] + counts["failed"]) / counts["total"]
+    assert 0 < done < 100
+    [progress] = [a for a in flow_run_artifacts(state.state_details.flow_run_id) if a.type == "progress"]
+    assert progress.data == pytest.approx(done)
+    assert progress.description is not None and "ended cancelled" in progress.description
+    assert f"{done:.0f}% done" in progress.description and "deadline" not in progress.description

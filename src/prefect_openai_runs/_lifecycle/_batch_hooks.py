@@ -117,7 +117,7 @@ class BatchHooks(PrefectJobHooks[Batch]):
         """Start the progress artifact of the requests done (once, when enabled)."""
         if self.counts_progress and self.progress is None:
             self.progress = ProgressReporter(
-                batch_id, 1.0, kind="batch", description=f"Progress · requests done in OpenAI batch {batch_id}"
+                batch_id, None, kind="batch", description=f"Progress · requests done in OpenAI batch {batch_id}"
             )
 
     def changed(self, change: StatusChange, job: Batch) -> None:

@@ -7,6 +7,7 @@ flow returns or raises (results by ``custom_id``, partial results attached to th
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from prefect_openai_runs._lifecycle._follower import PollSchedule
 from prefect_openai_runs._recording import job_artifact_key, registered_jobs
 from prefect_openai_runs.batch_files import BatchInputError
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY
-from prefect_openai_runs.exceptions import JobExpired, JobFailed, JobTimedOut
+from prefect_openai_runs.exceptions import BatchFileNotReadyError, JobExpired, JobFailed, JobTimedOut
 from prefect_openai_runs.flows import BatchRunResult, run_batch
 from prefect_openai_runs.testing import BatchScript, FaultRule, RunsEmulator
 
@@ -318,3 +319,31 @@ def test_the_progress_of_a_batch_cancelled_midway_keeps_its_real_fraction(
     assert progress.data == pytest.approx(done)
     assert progress.description is not None and "ended cancelled" in progress.description
     assert f"{done:.0f}% done" in progress.description and "deadline" not in progress.description
+
+
+def test_an_input_file_in_error_fails_at_once_with_its_details(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    runs_emulator.file_processing_seconds = 0.05
+    runs_emulator.file_processing_error = "Invalid file format: line 1 is not JSON."
+
+    with pytest.raises(BatchFileNotReadyError, match="could not be processed: Invalid file format") as caught:
+        run_batch(credentials, bodies(2), max_wait_seconds=600.0)
+
+    assert caught.value.status == "error" and caught.value.details == "Invalid file format: line 1 is not JSON."
+    assert runs_emulator.batches() == []
+    assert runs_emulator.request_count("GET", r"^/v1/files/file-[^/]+$") <= 2, "read again at a sane cadence"
+
+
+def test_a_file_still_pending_at_the_deadline_fails_then(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    runs_emulator.file_processing_seconds = 60.0
+    started = time.monotonic()
+
+    with pytest.raises(BatchFileNotReadyError, match="still pending") as caught:
+        run_batch(credentials, bodies(2), max_wait_seconds=1.5)
+
+    assert time.monotonic() - started < 10, "the wait ends with the deadline, not after 5 minutes"
+    assert caught.value.status == "pending" and runs_emulator.batches() == []
+    assert runs_emulator.request_count("GET", r"^/v1/files/file-[^/]+$") <= 5, "read at a growing cadence, not every second"

@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from prefect_openai_runs import _deadline
 from prefect_openai_runs._intents import INTENT_CLOCK_MARGIN_SECONDS, Intent, find_intent
 from prefect_openai_runs._lifecycle._batch_hooks import IDEMPOTENCY_LABEL, BatchHooks
 from prefect_openai_runs._lifecycle._batch_kind import BATCH
+from prefect_openai_runs._lifecycle._follower import PollSchedule
 from prefect_openai_runs._lifecycle._kinds import worth_reattaching
 from prefect_openai_runs._lifecycle._sync._backend import sleep
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
@@ -27,13 +29,14 @@ from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import current_flow_run_id, labelled_jobs
 from prefect_openai_runs.batch_files import BatchResults, Outputs, read_results
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY, BatchesClient
-from prefect_openai_runs.exceptions import NotFoundError
-from prefect_openai_runs.models import Batch, BatchLineError, BatchUsage, CreateBatchParams, FileObject
+from prefect_openai_runs.exceptions import BatchFileNotReadyError, NotFoundError
+from prefect_openai_runs.models import Batch, BatchLineError, BatchUsage, CreateBatchParams, FileObject, FileStatus
 
-FILE_READY_POLL_SECONDS = 1.0
-"""How often a freshly uploaded file that is still ``pending`` (Azure) is read again."""
+FILE_READY_SCHEDULE = PollSchedule(initial=0.5, factor=1.5, cap=10.0, steady_polls=2)
+"""How often a freshly uploaded file that is still ``pending`` (Azure) is read again: twice a second at
+first, slowing to every 10 s."""
 FILE_READY_TIMEOUT_SECONDS = 300.0
-"""How long a ``pending`` file is waited for before giving up."""
+"""How long a ``pending`` file is waited for at most before giving up (less when the deadline is nearer)."""
 
 
 @dataclass
@@ -71,19 +74,36 @@ def file_name(key: str) -> str:
     return f"batch-{key}.jsonl"
 
 
-def wait_until_ready(client: BatchesClient, uploaded: FileObject, timeout: float = FILE_READY_TIMEOUT_SECONDS) -> None:
-    """Wait while a freshly uploaded file is ``pending`` (Azure refuses a batch on it until ``processed``).
+def wait_until_ready(
+    client: BatchesClient,
+    uploaded: FileObject,
+    timeout: float = FILE_READY_TIMEOUT_SECONDS,
+    schedule: PollSchedule = FILE_READY_SCHEDULE,
+) -> FileObject:
+    """Wait while a freshly uploaded file is ``pending`` (Azure refuses a batch on it until ``processed``),
+    polling at ``schedule``'s cadence, at most ``timeout`` seconds and never past the current deadline.
+
+    Returns:
+        The file, ready.
 
     Raises:
-        TimeoutError: The file was still not ready after ``timeout`` seconds.
+        BatchFileNotReadyError: At once when the server could not process the file (status ``error``,
+            with its ``status_details``), or when it is still not ready at the end of the wait.
     """
-    give_up = time.monotonic() + timeout
-    current = uploaded
+    started = time.monotonic()
+    left = _deadline.remaining()
+    give_up = started + (timeout if left is None else min(timeout, left))
+    current, polls = uploaded, 0
     while not current.status.is_ready:
-        if time.monotonic() > give_up:
-            raise TimeoutError(f"file {uploaded.id} is still {current.status} after {timeout:g}s; try again later")
-        sleep(FILE_READY_POLL_SECONDS)
+        if current.status is FileStatus.ERROR:
+            raise BatchFileNotReadyError(current.id, str(current.status), current.status_details)
+        wait = give_up - time.monotonic()
+        if wait <= 0:
+            raise BatchFileNotReadyError(current.id, str(current.status), waited=time.monotonic() - started)
+        sleep(min(schedule.delay(polls), wait))
+        polls += 1
         current = client.get_file(uploaded.id)
+    return current
 
 
 def input_file_for(client: BatchesClient, path: str | os.PathLike[str], key: str) -> str:

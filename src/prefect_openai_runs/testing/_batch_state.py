@@ -55,6 +55,8 @@ class FileState:
         content: The bytes.
         created_precise: ``time.time()`` at upload.
         ready_at: ``time.time()`` from which the file is ``processed`` (Azure's ``pending`` before it).
+        error: When set, processing fails: from :attr:`ready_at` the file is ``error`` with this as its
+            ``status_details``.
     """
 
     id: str
@@ -63,13 +65,17 @@ class FileState:
     content: bytes
     created_precise: float
     ready_at: float
+    error: str | None = None
 
     def status(self, now: float | None = None) -> str:
-        """``pending`` until :attr:`ready_at`, then ``processed``."""
-        return "processed" if (time.time() if now is None else now) >= self.ready_at else "pending"
+        """``pending`` until :attr:`ready_at`, then ``processed`` (or ``error`` when processing fails)."""
+        if (time.time() if now is None else now) < self.ready_at:
+            return "pending"
+        return "processed" if self.error is None else "error"
 
     def to_api(self) -> dict[str, Any]:
         """The file object as the API returns it (OpenAIFile)."""
+        status = self.status()
         return {
             "id": self.id,
             "object": "file",
@@ -77,7 +83,8 @@ class FileState:
             "created_at": int(self.created_precise),
             "filename": self.filename,
             "purpose": self.purpose,
-            "status": self.status(),
+            "status": status,
+            "status_details": self.error if status == "error" else None,
         }
 
 

@@ -275,6 +275,16 @@ class RunsEmulator:
     def file_processing_seconds(self, value: float) -> None:
         self._core.batches.file_processing_seconds = value
 
+    @property
+    def file_processing_error(self) -> str | None:
+        """When set, files uploaded from now on fail processing: ``error`` (after
+        :attr:`file_processing_seconds`) with this as their ``status_details``. ``None``: they succeed."""
+        return self._core.batches.file_processing_error
+
+    @file_processing_error.setter
+    def file_processing_error(self, value: str | None) -> None:
+        self._core.batches.file_processing_error = value
+
     def add_fault(self, rule: FaultRule) -> None:
         """Arm a fault rule (see :class:`FaultRule`)."""
         self._core.faults.add(rule)

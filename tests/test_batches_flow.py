@@ -346,4 +346,4 @@ def test_a_file_still_pending_at_the_deadline_fails_then(
 
     assert time.monotonic() - started < 10, "the wait ends with the deadline, not after 5 minutes"
     assert caught.value.status == "pending" and runs_emulator.batches() == []
-    assert runs_emulator.request_count("GET", r"^/v1/files/file-[^/]+$") <= 5, "read at a growing cadence, not every second"
+    assert runs_emulator.request_count("GET", r"^/v1/files/file-[^/]+$") <= 5, "read at a growing cadence"

@@ -6,6 +6,7 @@ flow returns or raises (results by ``custom_id``, partial results attached to th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -80,7 +81,7 @@ def test_completes_with_outputs_and_errors_by_custom_id(
 def test_input_over_the_limit_is_split_and_merged(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs_emulator.default_batch_script = QUICK
+    runs_emulator.default_batch_script = dataclasses.replace(QUICK, cached_tokens=4, reasoning_tokens=2)
     monkeypatch.setattr(batches_flows, "SPLIT_MAX_LINES", 3)
 
     result = run_batch(credentials, bodies(7), poll_schedule=FAST)
@@ -88,6 +89,9 @@ def test_input_over_the_limit_is_split_and_merged(
     assert len(result.batches) == 3 and len(runs_emulator.batches()) == 3
     assert sorted(result.outputs) == sorted(f"request-{n}" for n in range(1, 8))
     assert result.usage.total_tokens == 7 * 15
+    assert result.usage.input_tokens_details is not None and result.usage.input_tokens_details.cached_tokens == 7 * 4
+    assert result.usage.output_tokens_details is not None
+    assert result.usage.output_tokens_details.reasoning_tokens == 7 * 2
     assert all(b.status == "completed" for b in result.batches)
 
 

@@ -48,7 +48,7 @@ class BatchRunResult:
             JSON text and parses it when read, so that a large batch's results stay small in memory).
         errors: Why every other request failed (its error, or the non-2xx answer's status and message).
         batches: The batch objects, in input order (several when the input was split).
-        usage: Tokens used, summed over the batches.
+        usage: Tokens used, summed over the batches (cached input and reasoning output tokens too).
     """
 
     outputs: Outputs = field(default_factory=Outputs)
@@ -62,11 +62,7 @@ class BatchRunResult:
         self.outputs.merge(results.outputs)
         self.errors.update(results.errors)
         if batch.usage is not None:
-            self.usage = BatchUsage(
-                input_tokens=self.usage.input_tokens + batch.usage.input_tokens,
-                output_tokens=self.usage.output_tokens + batch.usage.output_tokens,
-                total_tokens=self.usage.total_tokens + batch.usage.total_tokens,
-            )
+            self.usage = self.usage + batch.usage
 
 
 def file_name(key: str) -> str:

@@ -36,6 +36,8 @@ class BatchScript:
         error_message: The error message in a failed request's response body.
         reply_text: The text of each successful response (``{custom_id}`` is replaced).
         usage: ``(input_tokens, output_tokens)`` of each successful request.
+        cached_tokens: Of each successful request's input tokens, how many were cached (in the batch's usage).
+        reasoning_tokens: Of each successful request's output tokens, how many were reasoning.
         validation_error: If set, ``(code, message)`` of a batch-wide validation failure (e.g.
             ``("token_limit_exceeded", "Enqueued token limit reached ...")``): the batch ends ``failed``.
     """
@@ -52,6 +54,8 @@ class BatchScript:
     error_message: str = "The emulator was scripted to fail this request."
     reply_text: str = "Reply to {custom_id}."
     usage: tuple[int, int] | list[int] = (10, 5)
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     validation_error: tuple[str, str] | list[str] | None = None
 
     def __post_init__(self) -> None:

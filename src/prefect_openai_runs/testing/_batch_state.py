@@ -88,6 +88,10 @@ class FileState:
         }
 
 
+NO_USAGE: Final = (0, 0, 0, 0)
+"""The tokens of a request that failed."""
+
+
 @dataclass
 class LineResult:
     """The result of one batch request: which file it goes to and the JSONL object written there."""
@@ -95,7 +99,8 @@ class LineResult:
     custom_id: str
     ok: bool
     line: dict[str, Any]
-    usage: tuple[int, int] = (0, 0)
+    usage: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """``(input, output, cached input, reasoning output)`` tokens."""
 
 
 @dataclass
@@ -161,13 +166,12 @@ class BatchState:
 
     def usage(self) -> dict[str, Any]:
         """Tokens of every processed request, summed."""
-        tokens_in = sum(r.usage[0] for r in self.results)
-        tokens_out = sum(r.usage[1] for r in self.results)
+        tokens_in, tokens_out, cached, reasoning = (sum(r.usage[n] for r in self.results) for n in range(4))
         return {
             "input_tokens": tokens_in,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": cached},
             "output_tokens": tokens_out,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": tokens_in + tokens_out,
         }
 

@@ -92,6 +92,8 @@ def test_input_over_the_limit_is_split_and_merged(
     assert result.usage.input_tokens_details is not None and result.usage.input_tokens_details.cached_tokens == 7 * 4
     assert result.usage.output_tokens_details is not None
     assert result.usage.output_tokens_details.reasoning_tokens == 7 * 2
+    assert result.outputs["request-1"]["output"][0]["type"] == "reasoning", "a reasoning model's output"
+    assert result.text("request-1") == "Reply to request-1."
     assert all(b.status == "completed" for b in result.batches)
 
 

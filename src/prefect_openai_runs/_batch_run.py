@@ -30,7 +30,15 @@ from prefect_openai_runs._recording import current_flow_run_id, labelled_jobs
 from prefect_openai_runs.batch_files import BatchResults, Outputs, read_results
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY, BatchesClient
 from prefect_openai_runs.exceptions import BatchFileNotReadyError, NotFoundError
-from prefect_openai_runs.models import Batch, BatchLineError, BatchUsage, CreateBatchParams, FileObject, FileStatus
+from prefect_openai_runs.models import (
+    Batch,
+    BatchLineError,
+    BatchUsage,
+    CreateBatchParams,
+    FileObject,
+    FileStatus,
+    Response,
+)
 
 FILE_READY_SCHEDULE = PollSchedule(initial=0.5, factor=1.5, cap=10.0, steady_polls=2)
 """How often a freshly uploaded file that is still ``pending`` (Azure) is read again: twice a second at
@@ -55,6 +63,25 @@ class BatchRunResult:
     errors: dict[str, BatchLineError] = field(default_factory=dict)
     batches: list[Batch] = field(default_factory=list)
     usage: BatchUsage = field(default_factory=BatchUsage)
+
+    def text(self, custom_id: str) -> str:
+        """The reply text of a request that succeeded: a response's output messages (its ``reasoning``
+        and tool items skipped, as a reasoning model's output starts with one), or a chat completion's
+        first choice.
+
+        Raises:
+            KeyError: ``custom_id`` has no output (it failed: see :attr:`errors`).
+
+        Example:
+            ```python
+            print(result.text("request-1"))  # rather than result.outputs[...]["output"][0]["content"][0]
+            ```
+        """
+        body = self.outputs[custom_id]
+        if isinstance(body, dict) and isinstance(body.get("choices"), list):
+            first = body["choices"][0] if body["choices"] else {}
+            return str((first.get("message") or {}).get("content") or "")
+        return Response.model_validate(body).output_text
 
     def add(self, batch: Batch, results: BatchResults) -> None:
         """Merge one batch and its results."""

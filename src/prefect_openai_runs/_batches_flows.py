@@ -234,7 +234,7 @@ def run_batch(
 
         questions = ["What is Prefect?", "What is a batch?"]
         result = run_batch("openai", [{"model": "gpt-5-mini", "input": q} for q in questions])
-        print(result.outputs["request-1"]["output"][0]["content"][0]["text"])
+        print(result.text("request-1"))  # the reply's text, past a reasoning model's reasoning item
         ```
     """
     _check(max_wait_seconds, cancel_wait_seconds)

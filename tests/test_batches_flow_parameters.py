@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
 from prefect_openai_runs import OpenAICredentials
 from prefect_openai_runs._lifecycle._follower import PollSchedule
@@ -62,11 +63,14 @@ def test_a_path_is_stored_as_it_is_and_options_and_parent_flows_keep_the_summary
 
     assert stored_parameters(by_path.state_details.flow_run_id)["requests"] == str(path)
     assert parent_state.is_completed(), parent_state.message
+    parent_id = parent_state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs()
+        [child] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+        )
     assert not [run for run in runs if "secret-prompt-child" in str(run.parameters)]
-    [child] = [run for run in runs if run.parameters.get("requests") == "<1 batch request>"]
-    assert child.parent_task_run_id is not None, "run as the parent flow's subflow"
+    assert child.parameters["requests"] == "<1 batch request>"
 
 
 def test_the_parameter_schema_still_lists_requests_for_serve_and_deployments() -> None:

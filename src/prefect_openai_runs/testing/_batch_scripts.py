@@ -131,7 +131,7 @@ def response_body(
                     "status": "completed",
                     "role": "assistant",
                     "content": [{"type": "output_text", "text": text, "annotations": []}],
-                }
+                },
             ],
             "usage": {
                 "input_tokens": tokens_in,

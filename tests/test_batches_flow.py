@@ -94,6 +94,7 @@ def test_input_over_the_limit_is_split_and_merged(
     assert result.usage.output_tokens_details.reasoning_tokens == 7 * 2
     assert result.outputs["request-1"]["output"][0]["type"] == "reasoning", "a reasoning model's output"
     assert result.text("request-1") == "Reply to request-1."
+    assert "input 30, cached 12, output 15, reasoning 6, total **45**" in batch_markdown(result.batches[0].id)
     assert all(b.status == "completed" for b in result.batches)
 
 

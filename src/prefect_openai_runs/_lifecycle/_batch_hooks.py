@@ -68,7 +68,13 @@ def batch_view(batch: Batch, line_errors: Sequence[tuple[str, BatchLineError]] =
             ("Error file", batch.error_file_id or "-"),
         ),
         usage=(
-            (("input", usage.input_tokens), ("output", usage.output_tokens), ("total", usage.total_tokens))
+            (
+                ("input", usage.input_tokens),
+                ("cached", usage.input_tokens_details.cached_tokens if usage.input_tokens_details else 0),
+                ("output", usage.output_tokens),
+                ("reasoning", usage.output_tokens_details.reasoning_tokens if usage.output_tokens_details else 0),
+                ("total", usage.total_tokens),
+            )
             if usage
             else None
         ),

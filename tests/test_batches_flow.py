@@ -6,7 +6,9 @@ flow returns or raises (results by ``custom_id``, partial results attached to th
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from prefect_openai_runs._lifecycle._follower import PollSchedule
 from prefect_openai_runs._recording import job_artifact_key, registered_jobs
 from prefect_openai_runs.batch_files import BatchInputError
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY
-from prefect_openai_runs.exceptions import JobExpired, JobFailed, JobTimedOut
+from prefect_openai_runs.exceptions import BatchFileNotReadyError, JobExpired, JobFailed, JobTimedOut
 from prefect_openai_runs.flows import BatchRunResult, run_batch
 from prefect_openai_runs.testing import BatchScript, FaultRule, RunsEmulator
 
@@ -79,7 +81,7 @@ def test_completes_with_outputs_and_errors_by_custom_id(
 def test_input_over_the_limit_is_split_and_merged(
     runs_emulator: RunsEmulator, credentials: OpenAICredentials, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs_emulator.default_batch_script = QUICK
+    runs_emulator.default_batch_script = dataclasses.replace(QUICK, cached_tokens=4, reasoning_tokens=2)
     monkeypatch.setattr(batches_flows, "SPLIT_MAX_LINES", 3)
 
     result = run_batch(credentials, bodies(7), poll_schedule=FAST)
@@ -87,6 +89,12 @@ def test_input_over_the_limit_is_split_and_merged(
     assert len(result.batches) == 3 and len(runs_emulator.batches()) == 3
     assert sorted(result.outputs) == sorted(f"request-{n}" for n in range(1, 8))
     assert result.usage.total_tokens == 7 * 15
+    assert result.usage.input_tokens_details is not None and result.usage.input_tokens_details.cached_tokens == 7 * 4
+    assert result.usage.output_tokens_details is not None
+    assert result.usage.output_tokens_details.reasoning_tokens == 7 * 2
+    assert result.outputs["request-1"]["output"][0]["type"] == "reasoning", "a reasoning model's output"
+    assert result.text("request-1") == "Reply to request-1."
+    assert "input 30, cached 12, output 15, reasoning 6, total **45**" in batch_markdown(result.batches[0].id)
     assert all(b.status == "completed" for b in result.batches)
 
 
@@ -271,3 +279,78 @@ def test_events_and_a_progress_artifact_of_the_requests_done(
     assert ours[-1].payload["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
     [progress] = [a for a in flow_run_artifacts(state.state_details.flow_run_id) if a.type == "progress"]
     assert progress.data == 100.0
+
+
+def test_the_card_lists_the_first_failed_requests_once_the_results_are_in(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    runs_emulator.default_batch_script = BatchScript(
+        validating_seconds=0.01,
+        in_progress_seconds=0.05,
+        finalizing_seconds=0.01,
+        failing_ids=["b"],
+        error_code="server_error",
+        error_message="Upstream ```broke``` <b>badly</b>\nsecond line",
+    )
+    requests = [{"custom_id": cid, "body": {"model": "gpt-5-mini", "input": cid}} for cid in ("a", "b")]
+
+    [batch] = run_batch(credentials, requests, poll_schedule=FAST).batches
+
+    markdown = batch_markdown(batch.id)
+    assert "## First failed requests (1 shown)" in markdown
+    assert "b: HTTP 500 · server_error: Upstream ```broke``` <b>badly</b> second line" in markdown
+    section = markdown.split("## First failed requests")[1].split("\n## ")[0]
+    assert section.count("````") == 2, "fenced past the message's backticks, shown as it is"
+    assert "a:" not in section
+
+
+def test_the_progress_of_a_batch_cancelled_midway_keeps_its_real_fraction(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    from flow_helpers import flow_run_artifacts
+
+    runs_emulator.default_batch_script = BatchScript(
+        validating_seconds=0.01, in_progress_seconds=4.0, cancelling_seconds=0.05
+    )
+
+    state = run_batch(
+        credentials, bodies(10), max_wait_seconds=1.0, cancel_wait_seconds=5.0, poll_schedule=FAST, return_state=True
+    )
+
+    assert state.is_failed()
+    [record] = runs_emulator.batches()
+    counts = record.object["request_counts"]
+    done = 100.0 * (counts["completed"] + counts["failed"]) / counts["total"]
+    assert 0 < done < 100
+    [progress] = [a for a in flow_run_artifacts(state.state_details.flow_run_id) if a.type == "progress"]
+    assert progress.data == pytest.approx(done)
+    assert progress.description is not None and "ended cancelled" in progress.description
+    assert f"{done:.0f}% done" in progress.description and "deadline" not in progress.description
+
+
+def test_an_input_file_in_error_fails_at_once_with_its_details(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    runs_emulator.file_processing_seconds = 0.05
+    runs_emulator.file_processing_error = "Invalid file format: line 1 is not JSON."
+
+    with pytest.raises(BatchFileNotReadyError, match="could not be processed: Invalid file format") as caught:
+        run_batch(credentials, bodies(2), max_wait_seconds=600.0)
+
+    assert caught.value.status == "error" and caught.value.details == "Invalid file format: line 1 is not JSON."
+    assert runs_emulator.batches() == []
+    assert runs_emulator.request_count("GET", r"^/v1/files/file-[^/]+$") <= 2, "read again at a sane cadence"
+
+
+def test_a_file_still_pending_at_the_deadline_fails_then(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    runs_emulator.file_processing_seconds = 60.0
+    started = time.monotonic()
+
+    with pytest.raises(BatchFileNotReadyError, match="still pending") as caught:
+        run_batch(credentials, bodies(2), max_wait_seconds=1.5)
+
+    assert time.monotonic() - started < 10, "the wait ends with the deadline, not after 5 minutes"
+    assert caught.value.status == "pending" and runs_emulator.batches() == []
+    assert runs_emulator.request_count("GET", r"^/v1/files/file-[^/]+$") <= 5, "read at a growing cadence"

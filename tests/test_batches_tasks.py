@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from prefect import flow
 
+from emulator_helpers import wait_for
 from prefect_openai_runs import OpenAICredentials
 from prefect_openai_runs._lifecycle._follower import PollSchedule
 from prefect_openai_runs.exceptions import JobFailed, JobTimedOut
@@ -127,3 +128,22 @@ def test_prefect_retry_after_a_dropped_create_reattaches_to_one_batch(
     assert [b.id for b in runs_emulator.batches()] == [batch.id]
     assert runs_emulator.request_count("POST", r"^/v1/batches$") == 1
     assert runs_emulator.request_count("GET", r"^/v1/batches$") >= 2, "the retry looked the batch up"
+
+
+def test_download_reads_a_batch_given_before_it_ended_again(
+    runs_emulator: RunsEmulator, credentials: OpenAICredentials
+) -> None:
+    runs_emulator.default_batch_script = BatchScript(validating_seconds=0.01, in_progress_seconds=0.05)
+
+    @flow
+    def pipeline() -> tuple[Batch, BatchRunResult]:
+        uploaded = upload_batch_file(credentials, REQUESTS)
+        created = create_batch(credentials, uploaded.id)  # validating: no result files yet
+        wait_for(lambda: runs_emulator.batch(created.id).status == "completed")
+        return created, download_batch_results(credentials, created)
+
+    created, results = pipeline()
+
+    assert created.status == "validating"
+    assert sorted(results.outputs) == ["q0", "q1", "q2"]
+    assert [b.status for b in results.batches] == ["completed"]

@@ -181,6 +181,22 @@ def test_create_refuses_unknown_wrong_purpose_and_pending_files(
     assert create(client, pending["id"])["status"] == "validating"
 
 
+def test_a_file_whose_processing_fails_ends_in_error_with_its_details(
+    client: httpx.Client, runs_emulator: RunsEmulator
+) -> None:
+    runs_emulator.file_processing_seconds = 0.1
+    runs_emulator.file_processing_error = "Invalid file format: line 1 is not JSON."
+    uploaded = upload(client, jsonl(1))
+    assert uploaded["status"] == "pending" and uploaded["status_details"] is None
+
+    failed = wait_for(lambda: (f := client.get(f"/files/{uploaded['id']}").json())["status"] == "error" and f)
+
+    assert failed["status_details"] == "Invalid file format: line 1 is not JSON."
+    body = {"input_file_id": uploaded["id"], "endpoint": ENDPOINT, "completion_window": "24h"}
+    refused = client.post("/batches", json=body)
+    assert refused.status_code == 400 and "could not be processed" in refused.json()["error"]["message"]
+
+
 def test_cancel_keeps_partial_results(client: httpx.Client, runs_emulator: RunsEmulator) -> None:
     runs_emulator.add_batch_script(BatchScript(validating_seconds=0.0, in_progress_seconds=2.0, cancelling_seconds=0.1))
     batch = create(client, upload(client, jsonl(10))["id"])

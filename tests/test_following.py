@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 
 from lifecycle_helpers import RunFollower, follow_async, follow_sync
 from prefect_openai_runs import AsyncRunsClient, PollSchedule, RunsClient
+from prefect_openai_runs._lifecycle._batch_kind import BATCH, BATCH_SCHEDULE
+from prefect_openai_runs._lifecycle._follower import MIN_HINT_SECONDS, JobFollower
+from prefect_openai_runs._lifecycle._sync._batches import BatchesApi
+from prefect_openai_runs._lifecycle._sync._driver import follow
+from prefect_openai_runs.client import BatchesClient
 from prefect_openai_runs.exceptions import RunTimedOut
-from prefect_openai_runs.models import RunStatus
-from prefect_openai_runs.testing import RunScript, RunsEmulator
+from prefect_openai_runs.models import Batch, RunStatus
+from prefect_openai_runs.testing import BatchScript, RunScript, RunsEmulator
 
 
 def test_default_schedule_is_steady_then_grows_to_the_cap() -> None:
@@ -28,8 +34,8 @@ def test_server_hint_wins_over_the_schedule() -> None:
     schedule = PollSchedule()
     assert schedule.delay(1, hint_ms=250) == 0.25
     assert schedule.delay(30, hint_ms=250) == 0.25
-    assert schedule.delay(1, hint_ms=0) == 0.0
-    assert schedule.delay(1, hint_ms=-5) == 0.0  # a nonsensical hint never makes a negative sleep
+    assert schedule.delay(1, hint_ms=0) == MIN_HINT_SECONDS  # a hint of 0 never makes a busy loop
+    assert schedule.delay(1, hint_ms=-5) == MIN_HINT_SECONDS  # nor a nonsensical one a negative sleep
 
 
 def test_next_delay_never_ends_past_the_deadline() -> None:
@@ -108,3 +114,51 @@ def _assert_schedule_kept(emu: RunsEmulator, run_id: str, follower: RunFollower)
         assert want - 0.01 <= gap <= want + 0.15, gaps
     assert follower.elapsed >= 1.5
     assert follower.job is not None and follower.job.status is RunStatus.IN_PROGRESS
+
+
+BATCH_LINE = b'{"custom_id": "a", "method": "POST", "url": "/v1/responses", "body": {"model": "m", "input": "x"}}\n'
+
+
+def follow_batch(emu: RunsEmulator, in_progress_seconds: float, schedule: PollSchedule) -> tuple[Batch, float]:
+    """Create a batch on the emulator and follow it to its end: the batch and the seconds it took."""
+    emu.default_batch_script = BatchScript(
+        validating_seconds=0.01, in_progress_seconds=in_progress_seconds, finalizing_seconds=0.01
+    )
+    with BatchesClient(api_key=emu.api_key, base_url=emu.base_url) as client:
+        uploaded = client.upload_file(BATCH_LINE, "in.jsonl")
+        batch = client.create_batch(input_file_id=uploaded.id, endpoint="/v1/responses", completion_window="24h")
+        follower: JobFollower[Batch] = JobFollower(BATCH, BATCH.ref(batch), 30.0, schedule=schedule)
+        follower.observe(batch)
+        started = time.monotonic()
+        final = follow(BatchesApi(client), follower)
+    return final, time.monotonic() - started
+
+
+def test_batches_are_polled_at_their_own_slow_cadence() -> None:
+    waits = [BATCH_SCHEDULE.delay(n) for n in range(1, 40)]
+
+    assert 1.0 <= waits[0] <= 5.0, "a batch is first read again within seconds"
+    assert max(waits) == 60.0 and waits[-1] == 60.0, "then about once a minute"
+
+
+def test_a_servers_hint_wins_over_the_batch_schedule(runs_emulator: RunsEmulator) -> None:
+    """The schedule's first wait (2 s, before any answer) then the hint's 100 ms, not the schedule's 2 s."""
+    runs_emulator.poll_after_ms = 100
+
+    final, took = follow_batch(runs_emulator, 2.5, BATCH_SCHEDULE)
+
+    assert final.status == "completed"
+    assert took < 3.5, "seen ending within the hint's 100 ms, not at the schedule's next poll (4 s)"
+    polls = [r.at for r in runs_emulator.requests if r.method == "GET" and r.path.startswith("/v1/batches/")]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert gaps and max(gaps) < 1.0, f"read again at the hint's cadence, not the schedule's 2 s: {gaps}"
+
+
+def test_a_hint_of_zero_is_floored_not_a_busy_loop(runs_emulator: RunsEmulator) -> None:
+    runs_emulator.poll_after_ms = 0
+
+    final, took = follow_batch(runs_emulator, 0.5, PollSchedule(initial=0.05))
+
+    assert final.status == "completed"
+    polls = runs_emulator.request_count("GET", r"^/v1/batches/batch_[^/]+$")
+    assert polls <= took / MIN_HINT_SECONDS + 2, f"{polls} polls in {took:.2f}s"

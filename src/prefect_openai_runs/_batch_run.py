@@ -12,27 +12,39 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from prefect_openai_runs._intents import find_intent
-from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
+from prefect_openai_runs import _deadline
+from prefect_openai_runs._intents import INTENT_CLOCK_MARGIN_SECONDS, Intent, find_intent
+from prefect_openai_runs._lifecycle._batch_hooks import IDEMPOTENCY_LABEL, BatchHooks
 from prefect_openai_runs._lifecycle._batch_kind import BATCH
+from prefect_openai_runs._lifecycle._follower import PollSchedule
 from prefect_openai_runs._lifecycle._kinds import worth_reattaching
 from prefect_openai_runs._lifecycle._sync._backend import sleep
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
 from prefect_openai_runs._lifecycle._sync._driver import start_job
 from prefect_openai_runs._logging import get_logger
+from prefect_openai_runs._recording import current_flow_run_id, labelled_jobs
 from prefect_openai_runs.batch_files import BatchResults, Outputs, read_results
-from prefect_openai_runs.client import BatchesClient
-from prefect_openai_runs.exceptions import NotFoundError
-from prefect_openai_runs.models import Batch, BatchLineError, BatchUsage, CreateBatchParams, FileObject
+from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY, BatchesClient
+from prefect_openai_runs.exceptions import BatchFileNotReadyError, NotFoundError
+from prefect_openai_runs.models import (
+    Batch,
+    BatchLineError,
+    BatchUsage,
+    CreateBatchParams,
+    FileObject,
+    FileStatus,
+    Response,
+)
 
-FILE_READY_POLL_SECONDS = 1.0
-"""How often a freshly uploaded file that is still ``pending`` (Azure) is read again."""
+FILE_READY_SCHEDULE = PollSchedule(initial=0.5, factor=1.5, cap=10.0, steady_polls=2)
+"""How often a freshly uploaded file that is still ``pending`` (Azure) is read again: twice a second at
+first, slowing to every 10 s."""
 FILE_READY_TIMEOUT_SECONDS = 300.0
-"""How long a ``pending`` file is waited for before giving up."""
+"""How long a ``pending`` file is waited for at most before giving up (less when the deadline is nearer)."""
 
 
 @dataclass
@@ -44,7 +56,7 @@ class BatchRunResult:
             JSON text and parses it when read, so that a large batch's results stay small in memory).
         errors: Why every other request failed (its error, or the non-2xx answer's status and message).
         batches: The batch objects, in input order (several when the input was split).
-        usage: Tokens used, summed over the batches.
+        usage: Tokens used, summed over the batches (cached input and reasoning output tokens too).
     """
 
     outputs: Outputs = field(default_factory=Outputs)
@@ -52,17 +64,32 @@ class BatchRunResult:
     batches: list[Batch] = field(default_factory=list)
     usage: BatchUsage = field(default_factory=BatchUsage)
 
+    def text(self, custom_id: str) -> str:
+        """The reply text of a request that succeeded: a response's output messages (its ``reasoning``
+        and tool items skipped, as a reasoning model's output starts with one), or a chat completion's
+        first choice.
+
+        Raises:
+            KeyError: ``custom_id`` has no output (it failed: see :attr:`errors`).
+
+        Example:
+            ```python
+            print(result.text("request-1"))  # rather than result.outputs[...]["output"][0]["content"][0]
+            ```
+        """
+        body = self.outputs[custom_id]
+        if isinstance(body, dict) and isinstance(body.get("choices"), list):
+            first = body["choices"][0] if body["choices"] else {}
+            return str((first.get("message") or {}).get("content") or "")
+        return Response.model_validate(body).output_text
+
     def add(self, batch: Batch, results: BatchResults) -> None:
         """Merge one batch and its results."""
         self.batches.append(batch)
         self.outputs.merge(results.outputs)
         self.errors.update(results.errors)
         if batch.usage is not None:
-            self.usage = BatchUsage(
-                input_tokens=self.usage.input_tokens + batch.usage.input_tokens,
-                output_tokens=self.usage.output_tokens + batch.usage.output_tokens,
-                total_tokens=self.usage.total_tokens + batch.usage.total_tokens,
-            )
+            self.usage = self.usage + batch.usage
 
 
 def file_name(key: str) -> str:
@@ -70,19 +97,36 @@ def file_name(key: str) -> str:
     return f"batch-{key}.jsonl"
 
 
-def wait_until_ready(client: BatchesClient, uploaded: FileObject, timeout: float = FILE_READY_TIMEOUT_SECONDS) -> None:
-    """Wait while a freshly uploaded file is ``pending`` (Azure refuses a batch on it until ``processed``).
+def wait_until_ready(
+    client: BatchesClient,
+    uploaded: FileObject,
+    timeout: float = FILE_READY_TIMEOUT_SECONDS,
+    schedule: PollSchedule = FILE_READY_SCHEDULE,
+) -> FileObject:
+    """Wait while a freshly uploaded file is ``pending`` (Azure refuses a batch on it until ``processed``),
+    polling at ``schedule``'s cadence, at most ``timeout`` seconds and never past the current deadline.
+
+    Returns:
+        The file, ready.
 
     Raises:
-        TimeoutError: The file was still not ready after ``timeout`` seconds.
+        BatchFileNotReadyError: At once when the server could not process the file (status ``error``,
+            with its ``status_details``), or when it is still not ready at the end of the wait.
     """
-    give_up = time.monotonic() + timeout
-    current = uploaded
+    started = time.monotonic()
+    left = _deadline.remaining()
+    give_up = started + (timeout if left is None else min(timeout, left))
+    current, polls = uploaded, 0
     while not current.status.is_ready:
-        if time.monotonic() > give_up:
-            raise TimeoutError(f"file {uploaded.id} is still {current.status} after {timeout:g}s; try again later")
-        sleep(FILE_READY_POLL_SECONDS)
+        if current.status is FileStatus.ERROR:
+            raise BatchFileNotReadyError(current.id, str(current.status), current.status_details)
+        wait = give_up - time.monotonic()
+        if wait <= 0:
+            raise BatchFileNotReadyError(current.id, str(current.status), waited=time.monotonic() - started)
+        sleep(min(schedule.delay(polls), wait))
+        polls += 1
         current = client.get_file(uploaded.id)
+    return current
 
 
 def input_file_for(client: BatchesClient, path: str | os.PathLike[str], key: str) -> str:
@@ -108,6 +152,32 @@ def input_file_for(client: BatchesClient, path: str | os.PathLike[str], key: str
     return uploaded.id
 
 
+def recorded_batch(client: BatchesClient, key: str) -> Batch | None:
+    """The batch keyed ``key`` whose creation an earlier attempt recorded in this flow run, read by its id."""
+    flow_run_id = current_flow_run_id()
+    if flow_run_id is None:
+        return None
+    for ref in labelled_jobs(flow_run_id, BATCH.name, IDEMPOTENCY_LABEL, key):
+        try:
+            batch = client.get_batch(ref.id)
+        except NotFoundError:
+            continue
+        if (batch.metadata or {}).get(IDEMPOTENCY_METADATA_KEY) == key:
+            return batch
+    return None
+
+
+def earlier_batch(api: BatchesApi, spec: BatchSpec, intent: Intent) -> Batch | None:
+    """The batch an earlier attempt created with the spec's key (its ``intent``), however long ago: read by its id when
+    that attempt recorded it, else searched for (paging ``GET /batches``) back to the intent's time, less
+    :data:`INTENT_CLOCK_MARGIN_SECONDS`."""
+    found = recorded_batch(api.client, spec.key)
+    if found is not None:
+        return found
+    not_before = None if intent.at is None else intent.at - INTENT_CLOCK_MARGIN_SECONDS
+    return api.recover(replace(spec, not_before=not_before))
+
+
 def start_batch(client: BatchesClient, params: CreateBatchParams, key: str, hooks: BatchHooks) -> Batch:
     """Create the batch keyed ``key``, or find the one an earlier attempt created (its intent was
     recorded), recording the intent first and the batch at once.
@@ -118,8 +188,9 @@ def start_batch(client: BatchesClient, params: CreateBatchParams, key: str, hook
     """
     api = BatchesApi(client)
     spec = BatchSpec(params, key)
-    if find_intent(key) is not None:
-        found = api.recover(spec)
+    earlier = find_intent(key)
+    if earlier is not None:
+        found = earlier_batch(api, spec, earlier)
         if found is not None:
             if worth_reattaching(BATCH, found):
                 get_logger().info("Found batch %s, created by an earlier attempt: following it", found.id)
@@ -146,9 +217,17 @@ def download_results(
         return read_results(*paths)
 
 
-def collect_results(client: BatchesClient, batches: Iterable[Batch]) -> BatchRunResult:
-    """Every batch's results merged (a batch without result files adds nothing but itself)."""
+def collect_results(
+    client: BatchesClient,
+    batches: Iterable[Batch],
+    on_results: Callable[[Batch, BatchResults], None] | None = None,
+) -> BatchRunResult:
+    """Every batch's results merged (a batch without result files adds nothing but itself); ``on_results``
+    sees each batch's own (e.g. to show its failed requests on its card)."""
     merged = BatchRunResult()
     for batch in batches:
-        merged.add(batch, download_results(client, batch))
+        results = download_results(client, batch)
+        if on_results is not None:
+            on_results(batch, results)
+        merged.add(batch, results)
     return merged

@@ -17,11 +17,10 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import flow
-
 from prefect_openai_runs import _deadline
 from prefect_openai_runs._batch_run import BatchRunResult, collect_results, input_file_for, start_batch
 from prefect_openai_runs._batches_tasks import batch_params
+from prefect_openai_runs._flow_parameters import requests_summary_flow
 from prefect_openai_runs._lifecycle._async._batches import AsyncBatchesApi
 from prefect_openai_runs._lifecycle._batch_hooks import BatchHooks
 from prefect_openai_runs._lifecycle._batch_kind import BATCH, BATCH_SCHEDULE, DEFAULT_BATCH_CANCEL_WAIT_SECONDS
@@ -33,7 +32,14 @@ from prefect_openai_runs._lifecycle._outcome import cancel_reason
 from prefect_openai_runs._lifecycle._sync._batches import BatchesApi, BatchSpec
 from prefect_openai_runs._lifecycle._sync._driver import end_job
 from prefect_openai_runs._logging import get_logger
-from prefect_openai_runs.batch_files import MAX_BYTES, MAX_LINES, BatchInputError, InputChunk, split_input
+from prefect_openai_runs.batch_files import (
+    MAX_BYTES,
+    MAX_LINES,
+    BatchInputError,
+    BatchResults,
+    InputChunk,
+    split_input,
+)
 from prefect_openai_runs.blocks import OpenAICredentials, resolve_credentials
 from prefect_openai_runs.client._sync._backend import SLICE
 from prefect_openai_runs.exceptions import JobOutcomeError, OpenAIRunsError
@@ -141,6 +147,11 @@ class _Batches:
                 except OpenAIRunsError as exc:
                     get_logger().error("Could not cancel or record OpenAI batch %s: %s", batch.id, exc)
 
+    def show_line_errors(self, batch: Batch, results: BatchResults) -> None:
+        """Show a batch's first failed requests on its card (once its results are downloaded)."""
+        hooks = self.hooks.get(batch.id)
+        if hooks is not None:
+            hooks.show_line_errors(results.errors)
 
     def _find_creating(self, api: BatchesApi) -> None:
         """Add the batch whose create was interrupted, if the server has it."""
@@ -166,7 +177,9 @@ def _final(fan: FanOut[Batch]) -> list[Batch]:
     return final
 
 
-@flow(name="run-batch", description="Run requests through the OpenAI Batch API; cancel on every other path.")
+@requests_summary_flow(
+    name="run-batch", description="Run requests through the OpenAI Batch API; cancel on every other path."
+)
 def run_batch(
     credentials: OpenAICredentials | str,
     requests: list[Any] | str | Path,
@@ -184,6 +197,10 @@ def run_batch(
     200 MB) is split into several batches, followed together, their results merged. Each batch carries an
     idempotency key (in its metadata and its input file's name): a Prefect retry of the flow finds the
     files and batches its earlier attempt made and follows them instead of creating new ones.
+
+    The requests are not stored on the Prefect server: the flow run's ``requests`` parameter reads
+    ``"<3,000 batch requests>"`` for a list (a path is stored as it is), so users' prompts stay out of
+    Prefect's database and a large list does not exceed its 512 KB limit on parameters.
 
     Nothing waits past ``max_wait_seconds`` (plus the cancel's wait). On every path other than completion
     (the deadline, the flow's ``timeout_seconds``, a cancellation, a batch that fails or expires while its
@@ -217,7 +234,7 @@ def run_batch(
 
         questions = ["What is Prefect?", "What is a batch?"]
         result = run_batch("openai", [{"model": "gpt-5-mini", "input": q} for q in questions])
-        print(result.outputs["request-1"]["output"][0]["content"][0]["text"])
+        print(result.text("request-1"))  # the reply's text, past a reasoning model's reasoning item
         ```
     """
     _check(max_wait_seconds, cancel_wait_seconds)
@@ -239,9 +256,9 @@ def run_batch(
         except BaseException as exc:
             batches.end_all(exc)
             raise
-    flush_fan_out()  # the records written from the event loop, on the server before the task goes on
     with creds.get_batches_client() as client:
-        results = collect_results(client, _final(fan))
+        results = collect_results(client, _final(fan), on_results=batches.show_line_errors)
+    flush_fan_out()  # the records written from the event loop and the cards' failed requests, on the server
     if fan.failure is not None:
         if isinstance(fan.failure, JobOutcomeError):
             fan.failure.results = results

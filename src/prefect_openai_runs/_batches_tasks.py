@@ -223,7 +223,8 @@ def download_batch_results(credentials: Credentials, batch: Batch | str) -> Batc
     """Download and parse a batch's output and error files: outputs and errors by ``custom_id``.
 
     The files are streamed to disk and read line by line. A cancelled or expired batch gives the
-    partial results it has.
+    partial results it has. A batch given as an object that is not terminal (an earlier reading) is
+    read again first: its result files may have appeared since.
 
     Example:
         ```python
@@ -232,7 +233,9 @@ def download_batch_results(credentials: Credentials, batch: Batch | str) -> Batc
         ```
     """
     with resolve_credentials(credentials).get_batches_client() as client:
-        current = client.get_batch(batch) if isinstance(batch, str) else batch
+        current = batch if isinstance(batch, Batch) and batch.status.is_terminal else None
+        if current is None:
+            current = client.get_batch(batch if isinstance(batch, str) else batch.id)
         if not (current.output_file_id or current.error_file_id):
             get_logger().warning("Batch %s (%s) has no result files yet", current.id, current.status)
         return collect_results(client, [current])

@@ -16,7 +16,7 @@ import concurrent.futures
 import contextvars
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +36,9 @@ WRITE_WAIT = 2.0
 """How long a create waits for its intent to be on the Prefect server (none once the server is known down)."""
 READ_TIMEOUT = 5.0
 """How long a retry waits to read an earlier attempt's intents."""
+INTENT_CLOCK_MARGIN_SECONDS = 600.0
+"""How much earlier than its intent's record (the Prefect server's clock) a job may have been created (the
+API's clock): a search for it by key goes back that much further."""
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-intent")
 
 
@@ -46,12 +49,14 @@ class Intent:
     Attributes:
         kind: ``run``, ``response`` or ``batch``.
         key: Its idempotency key.
-        parent_id: Its parent (a run's thread), if any.
+        parent_id: Its parent (a run's thread, a batch's input file), if any.
+        at: When it was recorded (Unix seconds, the Prefect server's clock), when read back from the server.
     """
 
     kind: str
     key: str
     parent_id: str | None = None
+    at: float | None = field(default=None, compare=False)
 
 
 def intent_key(key: str) -> str:
@@ -94,8 +99,9 @@ def _row(intent: Intent) -> dict[str, str]:
 def _parse(artifact: Artifact) -> Iterator[Intent]:
     """The intents an artifact records: one (metadata) or a group (table rows, JSON text or a list)."""
     meta = artifact.metadata_ or {}
+    at = artifact.created.timestamp() if artifact.created is not None else None
     if meta.get("idempotency_key"):
-        yield Intent(meta.get("kind", "run"), meta["idempotency_key"], meta.get("parent_id") or None)
+        yield Intent(meta.get("kind", "run"), meta["idempotency_key"], meta.get("parent_id") or None, at)
         return
     rows: Any = artifact.data
     if isinstance(rows, str):
@@ -105,7 +111,7 @@ def _parse(artifact: Artifact) -> Iterator[Intent]:
             return
     for row in rows if isinstance(rows, list) else []:
         if isinstance(row, dict) and row.get("idempotency_key"):
-            yield Intent(str(row.get("kind") or "run"), str(row["idempotency_key"]), row.get("parent_id") or None)
+            yield Intent(str(row.get("kind") or "run"), str(row["idempotency_key"]), row.get("parent_id") or None, at)
 
 
 def _log(intent: Intent) -> None:

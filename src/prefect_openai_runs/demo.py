@@ -108,7 +108,7 @@ def _batch(credentials: OpenAICredentials, emulator: RunsEmulator) -> Outcome:
     requests = [{"custom_id": f"q{n}", "body": {"model": "gpt-5-mini", "input": q}} for n, q in enumerate(questions)]
     result = run_batch(credentials, requests, poll_schedule=PollSchedule(initial=0.5, cap=2.0), max_wait_seconds=60)
     [batch] = result.batches
-    first = result.outputs["q0"]["output"][0]["content"][0]["text"]
+    first = result.text("q0")
     detail = f"{len(result.outputs)} outputs, {result.usage.total_tokens} tokens; q0: {first}"
     return Outcome("batch", batch.id, str(batch.status), detail, "batch")
 

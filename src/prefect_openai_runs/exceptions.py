@@ -150,6 +150,33 @@ class BatchNotCancellableError(BadRequestError):
         return found.group(1).lower() if found else None
 
 
+class BatchFileNotReadyError(OpenAIRunsError):
+    """A freshly uploaded batch input file a batch cannot use: the server could not process it (status
+    ``error``; its ``status_details`` say why), or it was still ``pending`` (Azure) when the time to wait
+    for it ran out. No batch was created on it.
+
+    Attributes:
+        file_id: The file.
+        status: Its last status seen (``error`` or ``pending``).
+        details: The server's ``status_details``, if any.
+        waited: Seconds waited for it (while ``pending``).
+    """
+
+    def __init__(self, file_id: str, status: str, details: str | None = None, waited: float | None = None) -> None:
+        self.file_id = file_id
+        self.status = status
+        self.details = details
+        self.waited = waited
+        if status == "error":
+            message = f"the batch input file {file_id} could not be processed: {details or 'no details given'}"
+        else:
+            message = f"the batch input file {file_id} is still {status} after {waited or 0:.1f}s; try again later"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.file_id, self.status, self.details, self.waited))
+
+
 class AuthenticationError(APIError):
     """401: the API key is missing or wrong. Check the credentials block; never retried."""
 
@@ -356,6 +383,7 @@ __all__ = [
     "ActiveRunExistsError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFileNotReadyError",
     "BatchNotCancellableError",
     "ConflictError",
     "InternalServerError",

@@ -36,7 +36,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 
-from prefect_openai_runs._intents import Intent, recorded_intents
+from prefect_openai_runs._intents import INTENT_CLOCK_MARGIN_SECONDS, Intent, recorded_intents
 from prefect_openai_runs._lifecycle._async._batches import AsyncBatchesApi
 from prefect_openai_runs._lifecycle._async._driver import Ending, end_job
 from prefect_openai_runs._lifecycle._async._responses import AsyncResponsesApi
@@ -111,7 +111,8 @@ async def _batches_api(credentials: OpenAICredentials) -> AsyncIterator[AsyncBat
 
 def _find_batch(credentials: OpenAICredentials, intent: Intent) -> JobRef | None:
     with credentials.get_batches_client() as client:
-        batch = client.find_batch(intent.key)
+        not_before = None if intent.at is None else intent.at - INTENT_CLOCK_MARGIN_SECONDS
+        batch = client.find_batch(intent.key, not_before=not_before)
     return None if batch is None else JobRef(BATCH.name, batch.id)
 
 

@@ -4,18 +4,25 @@ lines) and a progress artifact of the requests done so far (not of the time: a b
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from prefect_openai_runs._lifecycle._batch_kind import describe_errors
 from prefect_openai_runs._lifecycle._follower import StatusChange
 from prefect_openai_runs._lifecycle._hooks import PrefectJobHooks
-from prefect_openai_runs._recording import JobView, ProgressReporter
+from prefect_openai_runs._recording import JobView, ProgressReporter, write_job_artifact
+from prefect_openai_runs._recording._markdown import one_line, shorten
+from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY
 from prefect_openai_runs.models import Batch, BatchLineError
 
+IDEMPOTENCY_LABEL = "openai.idempotency_key"
+"""The batch card's metadata label holding its idempotency key (what a retry finds its batch by)."""
 FIRST_LINE_ERRORS = 10
 """Failed requests quoted in a batch's card."""
+LINE_ERROR_CHARS = 200
+"""Characters of a failed request's message quoted in the card."""
 
 
 def batch_percent(batch: Batch) -> float:
@@ -24,6 +31,13 @@ def batch_percent(batch: Batch) -> float:
     if counts is None or counts.total <= 0:
         return 0.0
     return 100.0 * (counts.completed + counts.failed) / counts.total
+
+
+def describe_line_error(custom_id: str, error: BatchLineError) -> str:
+    """One failed request on one line: ``<custom_id>: HTTP <status> · <code>: <message>`` (message shortened)."""
+    status = f"HTTP {error.status_code}" if error.status_code is not None else "no answer"
+    message = shorten(one_line(error.message or "-"), LINE_ERROR_CHARS)
+    return f"{one_line(custom_id)}: {status} · {error.code or '-'}: {message}"
 
 
 def batch_view(batch: Batch, line_errors: Sequence[tuple[str, BatchLineError]] = ()) -> JobView:
@@ -39,8 +53,8 @@ def batch_view(batch: Batch, line_errors: Sequence[tuple[str, BatchLineError]] =
     if validation:
         sections.append(("Batch errors", validation))
     if line_errors:
-        shown = [f"{cid}: {e.code or '-'}: {e.message or '-'}" for cid, e in line_errors[:FIRST_LINE_ERRORS]]
-        sections.append(("First failed requests", "\n".join(shown)))
+        shown = [describe_line_error(cid, error) for cid, error in line_errors[:FIRST_LINE_ERRORS]]
+        sections.append((f"First failed requests ({len(shown)} shown)", "\n".join(shown)))
     return JobView(
         kind="batch",
         id=batch.id,
@@ -54,7 +68,13 @@ def batch_view(batch: Batch, line_errors: Sequence[tuple[str, BatchLineError]] =
             ("Error file", batch.error_file_id or "-"),
         ),
         usage=(
-            (("input", usage.input_tokens), ("output", usage.output_tokens), ("total", usage.total_tokens))
+            (
+                ("input", usage.input_tokens),
+                ("cached", usage.input_tokens_details.cached_tokens if usage.input_tokens_details else 0),
+                ("output", usage.output_tokens),
+                ("reasoning", usage.output_tokens_details.reasoning_tokens if usage.output_tokens_details else 0),
+                ("total", usage.total_tokens),
+            )
             if usage
             else None
         ),
@@ -66,7 +86,10 @@ def batch_view(batch: Batch, line_errors: Sequence[tuple[str, BatchLineError]] =
             "input_file_id": batch.input_file_id,
             "request_counts": json.loads(counts.model_dump_json()) if counts else None,
         },
-        labels={"openai.file.id": batch.input_file_id or ""},
+        labels={
+            "openai.file.id": batch.input_file_id or "",
+            IDEMPOTENCY_LABEL: (batch.metadata or {}).get(IDEMPOTENCY_METADATA_KEY, ""),
+        },
         error=validation or None,
     )
 
@@ -88,6 +111,8 @@ class BatchHooks(PrefectJobHooks[Batch]):
         self.counts_progress = progress
         self.stopped = stopped or threading.Event()
         self.line_errors: Sequence[tuple[str, BatchLineError]] = ()
+        self.end: tuple[Batch, list[StatusChange], str] | None = None
+        """The batch's end as last recorded (what :meth:`show_line_errors` writes again)."""
 
     def created(self, job: Batch) -> None:
         """Log and record the new batch at once; start its progress."""
@@ -98,7 +123,7 @@ class BatchHooks(PrefectJobHooks[Batch]):
         """Start the progress artifact of the requests done (once, when enabled)."""
         if self.counts_progress and self.progress is None:
             self.progress = ProgressReporter(
-                batch_id, 1.0, kind="batch", description=f"Progress · requests done in OpenAI batch {batch_id}"
+                batch_id, None, kind="batch", description=f"Progress · requests done in OpenAI batch {batch_id}"
             )
 
     def changed(self, change: StatusChange, job: Batch) -> None:
@@ -122,4 +147,14 @@ class BatchHooks(PrefectJobHooks[Batch]):
         if self.progress is not None:
             self.progress.set(batch_percent(job), force=True)
         self.final_view = lambda batch: batch_view(batch, self.line_errors)
+        self.end = (job, list(timeline), reason)
         super().ended(job, timeline, reason)
+
+    def show_line_errors(self, errors: Mapping[str, BatchLineError]) -> None:
+        """Write the ended batch's card again with its first failed requests (known once its results are
+        downloaded, after it ended); nothing when none failed or the end was not recorded here."""
+        if not errors or self.end is None or self.stopped.is_set():
+            return
+        self.line_errors = list(itertools.islice(errors.items(), FIRST_LINE_ERRORS))
+        job, timeline, reason = self.end
+        write_job_artifact(self.final_view(job), timeline, reason, self.extras, self.flow_run_id)

@@ -56,12 +56,16 @@ class PollSchedule:
             )
 
     def delay(self, polls_done: int, hint_ms: int | None = None) -> float:
-        """The wait before poll number ``polls_done + 1``: the server's hint when given, else the schedule."""
+        """The wait before poll number ``polls_done + 1``: the server's hint when given (never less than
+        :data:`MIN_HINT_SECONDS`: a hint of 0 must not make a busy loop), else the schedule."""
         if hint_ms is not None:
-            return max(0.0, hint_ms / 1000.0)
+            return max(MIN_HINT_SECONDS, hint_ms / 1000.0)
         growth = max(0, polls_done - self.steady_polls)
         return float(min(self.cap, self.initial * self.factor**growth))
 
+
+MIN_HINT_SECONDS = 0.05
+"""The shortest wait a server's ``openai-poll-after-ms`` hint can ask for (0 or a negative hint gets this)."""
 
 NO_POLL_MARGIN = 0.02
 """Seconds before the deadline within which no poll is sent (a sleep can wake a hair early): a poll's answer

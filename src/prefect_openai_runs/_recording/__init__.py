@@ -38,6 +38,7 @@ from prefect_openai_runs._recording._registry import (
     JobRef,
     RunRef,
     flow_usage,
+    labelled_jobs,
     registered_jobs,
     registered_runs,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "inline",
     "job_artifact",
     "job_artifact_key",
+    "labelled_jobs",
     "metadata",
     "reason_kind",
     "record_created",

@@ -19,8 +19,10 @@ class ProgressReporter:
 
     Its description says what it is (``Progress · waiting for OpenAI run run_abc (deadline 600s)``),
     so it never reads like the job's own card; :meth:`finish` sets it to 100% and says how the wait
-    ended (call it on every path). Updates go through the non-blocking writer and are coalesced:
-    only the latest value is written. Nothing is written outside a flow run.
+    ended (call it on every path). With ``max_wait_seconds=None`` the progress is of work done, not of
+    time (a batch's requests, set with :meth:`set`): :meth:`finish` keeps the fraction reached (a batch
+    cancelled at 30% stays at 30%) and says so, without a deadline. Updates go through the non-blocking
+    writer and are coalesced: only the latest value is written. Nothing is written outside a flow run.
 
     Example:
         ```python
@@ -35,7 +37,7 @@ class ProgressReporter:
     def __init__(
         self,
         run_id: str,
-        max_wait_seconds: float,
+        max_wait_seconds: float | None,
         every: float = 1.0,
         kind: str = "run",
         flow_run_id: UUID | None = None,
@@ -48,7 +50,8 @@ class ProgressReporter:
         self._id: UUID | None = None
         self._value = 0.0
         self._job = f"OpenAI {kind} {run_id}"
-        self.description = description or f"Progress · waiting for {inline(self._job)} (deadline {max_wait_seconds:g}s)"
+        deadline = "" if max_wait_seconds is None else f" (deadline {max_wait_seconds:g}s)"
+        self.description = description or f"Progress · waiting for {inline(self._job)}{deadline}"
         self._flow_run_id, self._task_run_id = linked_runs(flow_run_id)
         self._slot = f"progress@{uuid4()}"
         self.finished = False
@@ -88,7 +91,7 @@ class ProgressReporter:
     def update(self, elapsed: float, force: bool = False) -> None:
         """Report ``elapsed`` seconds (as a percentage of the deadline); returns at once."""
         now = time.monotonic()
-        if self.finished or (not force and now - self._last < self._every):
+        if self._max_wait is None or self.finished or (not force and now - self._last < self._every):
             return
         self._last = now
         with self._lock:
@@ -96,15 +99,19 @@ class ProgressReporter:
         self._send(essential=False)
 
     def finish(self, status: str | None = None, elapsed: float | None = None) -> None:
-        """Set the progress to 100% and say how the wait ended; later updates are ignored."""
+        """Say how the wait ended and set the progress to 100% (of work done: keep the fraction reached);
+        later updates are ignored."""
         if self.finished:
             return
         self.finished = True
         ended = f"ended {status}" if status else "done"
         took = f" after {elapsed:.1f}s" if elapsed is not None else ""
         with self._lock:
-            self._value = 100.0
-            self.description = (
-                f"Progress · {inline(ended)} waiting for {inline(self._job)}{took} (deadline {self._max_wait:g}s)"
-            )
+            if self._max_wait is None:
+                self.description = f"Progress · {inline(ended)} with {self._value:.0f}% done: {inline(self._job)}{took}"
+            else:
+                self._value = 100.0
+                self.description = (
+                    f"Progress · {inline(ended)} waiting for {inline(self._job)}{took} (deadline {self._max_wait:g}s)"
+                )
         self._send(essential=True)

@@ -99,6 +99,23 @@ def registered_jobs(flow_run_id: UUID) -> list[JobRef]:
     return list(refs.values())
 
 
+def labelled_jobs(flow_run_id: UUID, kind: str, label: str, value: str) -> list[JobRef]:
+    """The jobs of ``kind`` a flow run recorded with ``label`` set to ``value`` in their metadata (e.g. a
+    batch's idempotency key), read from the server; none when it cannot be read (the failure is logged)."""
+    refs: dict[str, JobRef] = {}
+    try:
+        with get_client(sync_client=True) as client:
+            for artifact in _flow_run_artifacts(client, flow_run_id):
+                ref = job_ref_of(artifact.metadata_)
+                if ref is not None and ref.kind == kind and (artifact.metadata_ or {}).get(label) == value:
+                    refs[ref.id] = ref
+    except Exception as exc:
+        get_logger().warning(
+            "Could not read the %ss of flow run %s from the Prefect server: %r", kind, flow_run_id, exc
+        )
+    return list(refs.values())
+
+
 def registered_runs(flow_run_id: UUID) -> list[RunRef]:
     """Every Assistants run of a flow run (see :func:`registered_jobs`)."""
     return [

@@ -35,6 +35,8 @@ RECOVERY_MAX_PAGES = 5
 """Pages of ``GET /batches`` searched for a key before giving up (and creating again)."""
 RECOVERY_WINDOW_SECONDS = 3600
 """Batches created longer than this before the create began cannot be ours: the search stops there."""
+RECOVERY_MAX_PAGES_BACK = 100
+"""Pages searched when looking back to a known time (an earlier attempt's intent): up to 10,000 batches."""
 FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 
 

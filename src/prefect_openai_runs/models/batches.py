@@ -164,6 +164,28 @@ class BatchUsage(APIObject):
     output_tokens_details: OutputTokensDetails | None = None
     total_tokens: int = 0
 
+    def __add__(self, other: BatchUsage) -> BatchUsage:
+        """Both usages summed, the cached and reasoning tokens too (a detail neither has stays ``None``).
+
+        Example:
+            ```python
+            total = BatchUsage() + batch.usage
+            ```
+        """
+        inputs = [d for d in (self.input_tokens_details, other.input_tokens_details) if d is not None]
+        outputs = [d for d in (self.output_tokens_details, other.output_tokens_details) if d is not None]
+        return BatchUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            input_tokens_details=InputTokensDetails(cached_tokens=sum(d.cached_tokens for d in inputs))
+            if inputs
+            else None,
+            output_tokens=self.output_tokens + other.output_tokens,
+            output_tokens_details=OutputTokensDetails(reasoning_tokens=sum(d.reasoning_tokens for d in outputs))
+            if outputs
+            else None,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
+
 
 class Batch(APIObject):
     """A batch, as ``/batches`` endpoints return it. Unknown fields are kept.

@@ -60,6 +60,8 @@ class BatchesApi:
         lock: The emulator's lock.
         file_processing_seconds: Seconds an uploaded file stays ``pending`` (Azure) before
             ``processed``; a batch on a pending file is refused. 0: ``processed`` at once.
+        file_processing_error: When set, files uploaded meanwhile fail processing: ``error`` after
+            ``file_processing_seconds``, with this as their ``status_details``.
     """
 
     def __init__(self, store: BatchStore, scripts: BatchScriptBook, log: RequestLog, lock: threading.RLock) -> None:
@@ -67,6 +69,7 @@ class BatchesApi:
         self.scripts = scripts
         self.machine = BatchMachine(store.files, store.batches, log, lock)
         self.file_processing_seconds = 0.0
+        self.file_processing_error: str | None = None
         self.lock = lock
 
     # -- files -----------------------------------------------------------------------------------
@@ -89,6 +92,7 @@ class BatchesApi:
             upload.content,
             now,
             now + self.file_processing_seconds,
+            self.file_processing_error,
         )
         with self.lock:
             self.store.files[file.id] = file
@@ -130,6 +134,8 @@ class BatchesApi:
                 raise errors.invalid_value("input_file_id", f"no file with id '{data['input_file_id']}'.")
             if file.purpose != "batch":
                 raise errors.invalid_value("input_file_id", f"the file's purpose is '{file.purpose}', not 'batch'.")
+            if file.status() == "error":
+                raise errors.invalid_value("input_file_id", f"the file {file.id} could not be processed: {file.error}")
             if file.status() != "processed":
                 raise errors.invalid_value(
                     "input_file_id", f"the file {file.id} is still {file.status()}; wait until it is processed."

@@ -19,7 +19,15 @@ from prefect_openai_runs.models.batches import BatchStatus
 
 from . import _errors as errors
 from ._batch_scripts import BatchScript
-from ._batch_state import BATCH_CANCELLABLE, BATCH_EXPIRABLE, BATCH_TERMINAL, BatchState, FileState, LineResult
+from ._batch_state import (
+    BATCH_CANCELLABLE,
+    BATCH_EXPIRABLE,
+    BATCH_TERMINAL,
+    NO_USAGE,
+    BatchState,
+    FileState,
+    LineResult,
+)
 from ._batch_validation import validate_input
 from ._objects import new_id
 from ._records import RequestLog
@@ -44,6 +52,11 @@ class _Track:
             if handle is not None:
                 handle.cancel()
         self.step = self.expiry = None
+
+
+def _line_usage(script: BatchScript) -> tuple[int, int, int, int]:
+    """The tokens of one successful request: input, output, cached input, reasoning output."""
+    return (*script.token_usage, script.cached_tokens, script.reasoning_tokens)
 
 
 class BatchMachine:
@@ -127,7 +140,7 @@ class BatchMachine:
         for custom_id, body in batch.requests[done : done + share]:
             ok, response = script.outcome(batch.endpoint, custom_id, body)
             line = {"id": new_id("batch_req"), "custom_id": custom_id, "response": response, "error": None}
-            batch.results.append(LineResult(custom_id, ok, line, script.token_usage if ok else (0, 0)))
+            batch.results.append(LineResult(custom_id, ok, line, _line_usage(script) if ok else NO_USAGE))
         if len(batch.results) < len(batch.requests):
             assert script.in_progress_seconds is not None
             self._schedule(batch, script.in_progress_seconds / self._steps(batch), self._process)

@@ -36,6 +36,8 @@ class BatchScript:
         error_message: The error message in a failed request's response body.
         reply_text: The text of each successful response (``{custom_id}`` is replaced).
         usage: ``(input_tokens, output_tokens)`` of each successful request.
+        cached_tokens: Of each successful request's input tokens, how many were cached (in the batch's usage).
+        reasoning_tokens: Of each successful request's output tokens, how many were reasoning.
         validation_error: If set, ``(code, message)`` of a batch-wide validation failure (e.g.
             ``("token_limit_exceeded", "Enqueued token limit reached ...")``): the batch ends ``failed``.
     """
@@ -52,6 +54,8 @@ class BatchScript:
     error_message: str = "The emulator was scripted to fail this request."
     reply_text: str = "Reply to {custom_id}."
     usage: tuple[int, int] | list[int] = (10, 5)
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     validation_error: tuple[str, str] | list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -76,7 +80,8 @@ class BatchScript:
             error = {"message": self.error_message, "type": "server_error", "param": None, "code": self.error_code}
             return False, {"status_code": self.error_status, "request_id": request_id, "body": {"error": error}}
         text = self.reply_text.replace("{custom_id}", custom_id)
-        answer = response_body(endpoint, str(body.get("model") or "gpt-4o-mini"), text, self.token_usage)
+        model = str(body.get("model") or "gpt-4o-mini")
+        answer = response_body(endpoint, model, text, self.token_usage, (self.cached_tokens, self.reasoning_tokens))
         return True, {"status_code": 200, "request_id": request_id, "body": answer}
 
     @property
@@ -99,11 +104,19 @@ class BatchScript:
         return cls(**dict(data))
 
 
-def response_body(endpoint: str, model: str, text: str, usage: tuple[int, int]) -> dict[str, Any]:
-    """A plausible answer of ``endpoint`` (a response, a chat completion, embeddings...) with usage."""
+def response_body(
+    endpoint: str, model: str, text: str, usage: tuple[int, int], details: tuple[int, int] = (0, 0)
+) -> dict[str, Any]:
+    """A plausible answer of ``endpoint`` (a response, a chat completion, embeddings...) with usage.
+
+    ``details`` are the cached input and reasoning output tokens; a response that reasoned starts its
+    output with a ``reasoning`` item, as a reasoning model's does.
+    """
     tokens_in, tokens_out = usage
+    cached, reasoning = details
     now = int(time.time())
     if endpoint == "/v1/responses":
+        thought = [{"type": "reasoning", "id": new_id("rs"), "summary": []}] if reasoning else []
         return {
             "id": new_id("resp"),
             "object": "response",
@@ -111,19 +124,20 @@ def response_body(endpoint: str, model: str, text: str, usage: tuple[int, int]) 
             "status": "completed",
             "model": model,
             "output": [
+                *thought,
                 {
                     "type": "message",
                     "id": new_id("msg"),
                     "status": "completed",
                     "role": "assistant",
                     "content": [{"type": "output_text", "text": text, "annotations": []}],
-                }
+                },
             ],
             "usage": {
                 "input_tokens": tokens_in,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": cached},
                 "output_tokens": tokens_out,
-                "output_tokens_details": {"reasoning_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": reasoning},
                 "total_tokens": tokens_in + tokens_out,
             },
         }

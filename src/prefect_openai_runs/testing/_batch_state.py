@@ -55,6 +55,8 @@ class FileState:
         content: The bytes.
         created_precise: ``time.time()`` at upload.
         ready_at: ``time.time()`` from which the file is ``processed`` (Azure's ``pending`` before it).
+        error: When set, processing fails: from :attr:`ready_at` the file is ``error`` with this as its
+            ``status_details``.
     """
 
     id: str
@@ -63,13 +65,17 @@ class FileState:
     content: bytes
     created_precise: float
     ready_at: float
+    error: str | None = None
 
     def status(self, now: float | None = None) -> str:
-        """``pending`` until :attr:`ready_at`, then ``processed``."""
-        return "processed" if (time.time() if now is None else now) >= self.ready_at else "pending"
+        """``pending`` until :attr:`ready_at`, then ``processed`` (or ``error`` when processing fails)."""
+        if (time.time() if now is None else now) < self.ready_at:
+            return "pending"
+        return "processed" if self.error is None else "error"
 
     def to_api(self) -> dict[str, Any]:
         """The file object as the API returns it (OpenAIFile)."""
+        status = self.status()
         return {
             "id": self.id,
             "object": "file",
@@ -77,8 +83,13 @@ class FileState:
             "created_at": int(self.created_precise),
             "filename": self.filename,
             "purpose": self.purpose,
-            "status": self.status(),
+            "status": status,
+            "status_details": self.error if status == "error" else None,
         }
+
+
+NO_USAGE: Final = (0, 0, 0, 0)
+"""The tokens of a request that failed."""
 
 
 @dataclass
@@ -88,7 +99,8 @@ class LineResult:
     custom_id: str
     ok: bool
     line: dict[str, Any]
-    usage: tuple[int, int] = (0, 0)
+    usage: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """``(input, output, cached input, reasoning output)`` tokens."""
 
 
 @dataclass
@@ -154,13 +166,12 @@ class BatchState:
 
     def usage(self) -> dict[str, Any]:
         """Tokens of every processed request, summed."""
-        tokens_in = sum(r.usage[0] for r in self.results)
-        tokens_out = sum(r.usage[1] for r in self.results)
+        tokens_in, tokens_out, cached, reasoning = (sum(r.usage[n] for r in self.results) for n in range(4))
         return {
             "input_tokens": tokens_in,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": cached},
             "output_tokens": tokens_out,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": tokens_in + tokens_out,
         }
 

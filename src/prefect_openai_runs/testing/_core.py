@@ -32,7 +32,7 @@ class EmulatorConfig:
 
     Attributes:
         api_key: The key requests must carry.
-        poll_after_ms: If set, GET run responses carry ``openai-poll-after-ms``.
+        poll_after_ms: If set, GET run and GET batch responses carry ``openai-poll-after-ms``.
         require_beta_header: Whether ``OpenAI-Beta: assistants=v2`` is required (never on ``/v1/responses``,
             ``/v1/files`` and ``/v1/batches``, which are not Assistants endpoints).
         log_requests: Whether to log one line per request to stderr.

@@ -31,7 +31,7 @@ class RunsEmulator:
     Args:
         api_key: The key requests must carry (``Authorization: Bearer <key>`` or ``api-key: <key>``).
         port: The port to serve on; None picks a free one.
-        poll_after_ms: If set, GET run responses carry ``openai-poll-after-ms``.
+        poll_after_ms: If set, GET run and GET batch responses carry ``openai-poll-after-ms``.
         cancelling_delay: Seconds a run stays ``cancelling`` before ``cancelled``.
         expires_after: Seconds after creation a still-active run expires.
         default_script: What a run does when no script rule matches.
@@ -161,7 +161,7 @@ class RunsEmulator:
 
     @property
     def poll_after_ms(self) -> int | None:
-        """The ``openai-poll-after-ms`` hint on GET run responses (None: no header)."""
+        """The ``openai-poll-after-ms`` hint on GET run and GET batch responses (None: no header)."""
         return self._core.config.poll_after_ms
 
     @poll_after_ms.setter
@@ -274,6 +274,16 @@ class RunsEmulator:
     @file_processing_seconds.setter
     def file_processing_seconds(self, value: float) -> None:
         self._core.batches.file_processing_seconds = value
+
+    @property
+    def file_processing_error(self) -> str | None:
+        """When set, files uploaded from now on fail processing: ``error`` (after
+        :attr:`file_processing_seconds`) with this as their ``status_details``. ``None``: they succeed."""
+        return self._core.batches.file_processing_error
+
+    @file_processing_error.setter
+    def file_processing_error(self, value: str | None) -> None:
+        self._core.batches.file_processing_error = value
 
     def add_fault(self, rule: FaultRule) -> None:
         """Arm a fault rule (see :class:`FaultRule`)."""

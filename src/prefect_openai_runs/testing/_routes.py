@@ -161,10 +161,7 @@ def _api_routes(core: EmulatorCore) -> list[Route]:
         thread_id, run_id = request.path_params["thread_id"], request.path_params["run_id"]
         if request.method == "POST":
             return JSONResponse(api.modify_run(thread_id, run_id, await _json_body(request)))
-        response = JSONResponse(api.get_run(thread_id, run_id))
-        if core.config.poll_after_ms is not None:
-            response.headers["openai-poll-after-ms"] = str(core.config.poll_after_ms)
-        return response
+        return with_poll_hint(JSONResponse(api.get_run(thread_id, run_id)), core.config.poll_after_ms)
 
     async def cancel(request: Request) -> Response:
         return JSONResponse(api.cancel_run(request.path_params["thread_id"], request.path_params["run_id"]))
@@ -230,8 +227,15 @@ def _api_routes(core: EmulatorCore) -> list[Route]:
     ]
 
 
-def _file_and_batch_routes(api: BatchesApi) -> list[Route]:
-    """The ``/v1`` routes of files and batches."""
+def with_poll_hint(response: Response, poll_after_ms: int | None) -> Response:
+    """``response`` with the ``openai-poll-after-ms`` header, when the emulator is set to send one."""
+    if poll_after_ms is not None:
+        response.headers["openai-poll-after-ms"] = str(poll_after_ms)
+    return response
+
+
+def _file_and_batch_routes(api: BatchesApi, poll_after_ms: Callable[[], int | None]) -> list[Route]:
+    """The ``/v1`` routes of files and batches (GET batch carries the polling hint, as GET run does)."""
 
     async def files(request: Request) -> Response:
         if request.method == "GET":
@@ -254,7 +258,7 @@ def _file_and_batch_routes(api: BatchesApi) -> list[Route]:
         return JSONResponse(api.create_batch(await _json_body(request)))
 
     async def batch(request: Request) -> Response:
-        return JSONResponse(api.get_batch(request.path_params["batch_id"]))
+        return with_poll_hint(JSONResponse(api.get_batch(request.path_params["batch_id"])), poll_after_ms())
 
     async def cancel(request: Request) -> Response:
         return JSONResponse(api.cancel_batch(request.path_params["batch_id"]))
@@ -399,7 +403,8 @@ def control_routes(core: EmulatorCore) -> list[Route]:
 
 def build_app(core: EmulatorCore) -> ApiGate:
     """The ASGI application of one emulator: the gate in front of the API and control routes."""
-    routes = [*_api_routes(core), *_file_and_batch_routes(core.batches), *control_routes(core)]
+    batch_routes = _file_and_batch_routes(core.batches, lambda: core.config.poll_after_ms)
+    routes = [*_api_routes(core), *batch_routes, *control_routes(core)]
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.ApiError)

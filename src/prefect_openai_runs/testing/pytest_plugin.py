@@ -50,6 +50,7 @@ def runs_emulator(_runs_emulator_session: RunsEmulator) -> Iterator[RunsEmulator
     emulator.default_script = RunScript()
     emulator.default_batch_script = BatchScript()
     emulator.file_processing_seconds = 0.0
+    emulator.file_processing_error = None
     emulator.rate_limits = RateLimits()
     yield emulator
     emulator.reset()

@@ -22,10 +22,13 @@ class BatchSpec:
     Attributes:
         params: The create-batch parameters (the input file is already uploaded).
         key: The idempotency key (derived from the logical call, so a Prefect retry finds its batch).
+        not_before: When known (a retry, from the earlier attempt's intent): how far back :meth:`recover`
+            looks (Unix seconds); else among the last hour's batches.
     """
 
     params: CreateBatchParams
     key: str
+    not_before: float | None = None
 
 
 class BatchesApi:
@@ -48,7 +51,7 @@ class BatchesApi:
 
     def recover(self, spec: BatchSpec) -> Batch | None:
         """The batch created with the spec's key, if any (paging ``GET /batches``)."""
-        return self.client.find_batch(spec.key)
+        return self.client.find_batch(spec.key, not_before=spec.not_before)
 
     def get(self, ref: JobRef) -> Batch:
         """Retrieve the batch."""

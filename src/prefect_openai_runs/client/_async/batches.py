@@ -101,12 +101,29 @@ class AsyncBatchesClient(AsyncClientBase):
         return await self._drive(ops.create_batch(body, idempotency_key or new_idempotency_key()))
 
     async def find_batch(
-        self, idempotency_key: str, *, window_seconds: float = ops.RECOVERY_WINDOW_SECONDS
+        self,
+        idempotency_key: str,
+        *,
+        window_seconds: float = ops.RECOVERY_WINDOW_SECONDS,
+        not_before: float | None = None,
     ) -> Batch | None:
-        """The batch created with ``idempotency_key`` in the last ``window_seconds``, if any (paging
-        ``GET /batches``, newest first)."""
-        not_before = time.time() - window_seconds
-        reply = await self._drive(ops.find_batch_by_key(idempotency_key, not_before=not_before))
+        """The batch created with ``idempotency_key``, if any (paging ``GET /batches``, newest first).
+
+        Args:
+            idempotency_key: The key in the batch's metadata.
+            window_seconds: Without ``not_before``: look among the batches of the last ``window_seconds``
+                only (and at most :data:`~._batches_operations.RECOVERY_MAX_PAGES` pages).
+            not_before: Look back to the batches created at this time (Unix seconds; e.g. when the
+                create's intent was recorded, less a margin), however many pages that takes (up to
+                :data:`~._batches_operations.RECOVERY_MAX_PAGES_BACK`).
+        """
+        if not_before is None:
+            search = ops.find_batch_by_key(idempotency_key, not_before=time.time() - window_seconds)
+        else:
+            search = ops.find_batch_by_key(
+                idempotency_key, not_before=not_before, max_pages=ops.RECOVERY_MAX_PAGES_BACK
+            )
+        reply = await self._drive(search)
         return None if reply is None else Batch.model_validate(reply.body)
 
     async def get_batch(self, batch_id: str) -> Batch:

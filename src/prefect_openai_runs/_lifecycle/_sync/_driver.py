@@ -369,13 +369,21 @@ class ActionHandler(Protocol[J]):
 
 
 def start_job(
-    api: JobApi[J, S], spec: S, *, key: str, parent_id: str | None, stream: bool, hooks: JobHooks[J]
+    api: JobApi[J, S],
+    spec: S,
+    *,
+    key: str,
+    parent_id: str | None,
+    stream: bool,
+    hooks: JobHooks[J],
+    known: list[tuple[J, Reader[J] | None]] | None = None,
 ) -> tuple[J, Reader[J] | None]:
     """Create a job and record it at once, never losing it.
 
     The intent is recorded before the create is sent. If the create fails in a way that may have left
     a job (a timeout, a dropped answer, a 5xx, an answer that is not the job), the job is looked for by
-    its key before the error is raised, where the API allows.
+    its key before the error is raised, where the API allows. The job (and its stream) is appended to
+    ``known`` the moment it exists: a caller interrupted before this returns still knows what to end.
     """
     hooks.intent(api.kind.name, key, parent_id)
     try:
@@ -389,6 +397,8 @@ def start_job(
             raise
         get_logger().warning("The create failed (%s) but %s exists: using it", exc, api.kind.ref(found).describe())
         job, events = found, None
+    if known is not None:
+        known.append((job, events))
     hooks.created(job)
     return job, events
 
@@ -428,21 +438,28 @@ def run_job(
     started = time.monotonic()
     follower: JobFollower[J] | None = None
     failure: BaseException | None = None
+    known: list[tuple[J, Reader[J] | None]] = []
+
+    def following(job: J) -> JobFollower[J]:
+        return JobFollower(
+            kind,
+            kind.ref(job),
+            max_wait_seconds,
+            schedule=schedule or PollSchedule(),
+            on_change=hooks.changed,
+            on_tick=hooks.tick,
+            started=started,
+        )
+
     try:
         with _deadline.deadline_scope(started + max_wait_seconds):
             job, events = steps.run(
                 f"Create OpenAI {kind.name}",
-                lambda: start_job(api, spec, key=key, parent_id=parent_id, stream=stream, hooks=hooks),
+                lambda: start_job(
+                    api, spec, key=key, parent_id=parent_id, stream=stream, hooks=hooks, known=known
+                ),
             )
-            current = follower = JobFollower(
-                kind,
-                kind.ref(job),
-                max_wait_seconds,
-                schedule=schedule or PollSchedule(),
-                on_change=hooks.changed,
-                on_tick=hooks.tick,
-                started=started,
-            )
+            current = follower = following(job)
             current.observe(job)
             if on_started is not None:
                 on_started(current)
@@ -458,7 +475,13 @@ def run_job(
     except BaseException as exc:
         failure = exc
     finally:
-        if follower is None and _may_have_created(failure):
+        if follower is None and known:  # interrupted once the job existed, before its create step returned
+            created, stream_of_it = known[0]
+            if stream_of_it is not None:
+                stream_of_it.close()
+            follower = following(created)
+            follower.observe(created)
+        elif follower is None and _may_have_created(failure):
             follower = _recover(api, spec, started, max_wait_seconds, failure)
         ending: Ending[J] | None = None
         if follower is not None:

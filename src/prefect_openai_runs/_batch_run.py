@@ -29,7 +29,7 @@ from prefect_openai_runs._logging import get_logger
 from prefect_openai_runs._recording import current_flow_run_id, labelled_jobs
 from prefect_openai_runs.batch_files import BatchResults, Outputs, read_results
 from prefect_openai_runs.client import IDEMPOTENCY_METADATA_KEY, BatchesClient
-from prefect_openai_runs.exceptions import BatchFileNotReadyError, NotFoundError
+from prefect_openai_runs.exceptions import APITimeoutError, BatchFileNotReadyError, NotFoundError
 from prefect_openai_runs.models import (
     Batch,
     BatchLineError,
@@ -125,7 +125,12 @@ def wait_until_ready(
             raise BatchFileNotReadyError(current.id, str(current.status), waited=time.monotonic() - started)
         sleep(min(schedule.delay(polls), wait))
         polls += 1
-        current = client.get_file(uploaded.id)
+        try:
+            current = client.get_file(uploaded.id)
+        except APITimeoutError:  # its timeout is capped by the deadline: past it, the file is still not ready
+            if time.monotonic() < give_up:
+                raise
+            raise BatchFileNotReadyError(current.id, str(current.status), waited=time.monotonic() - started) from None
     return current
 
 
